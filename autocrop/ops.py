@@ -1,0 +1,131 @@
+"""Region feature operators: ``roi_align`` and ``rod_align`` (GAIC's region of discard).
+
+Both take ``features`` [B, C, H, W] and ``rois`` [K, 5] rows ``(batch_index, x1, y1, x2, y2)`` in
+*input-image pixels*; ``spatial_scale`` maps pixels to feature cells (1/16 for a stride-16 map).
+With ``aligned=True`` a pixel index i covers the continuous interval [i, i+1) and its centre is at
+i + 0.5 (half-pixel offset, as torchvision's ``aligned=True``).
+
+- ``roi_align``: each of the oh x ow bins of the crop averages ``sampling_ratio``^2 bilinear samples.
+- ``rod_align``: the bins tile the *whole* feature map; every sample that falls inside the crop is set
+  to zero before averaging, so the output describes what the crop discards.
+
+The pure-torch implementations here are exact references (differentiable through autograd). When the
+compiled extension ``autocrop._C`` is importable its kernels are used instead; ``backend()`` says which.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _bilinear_gather(features: Tensor, batch: Tensor, y: Tensor, x: Tensor) -> Tensor:
+    """Bilinear samples of ``features`` [B,C,H,W] at points y, x [K, P] (feature cells) -> [K, C, P].
+
+    Follows torchvision's convention: points beyond one cell outside the map give 0, points in the
+    border cell are clamped to the edge.
+    """
+    _, channels, height, width = features.shape
+    outside = (y < -1.0) | (y > height) | (x < -1.0) | (x > width)
+    y = y.clamp(min=0.0)
+    x = x.clamp(min=0.0)
+    y_low = y.floor().clamp(max=height - 1)
+    x_low = x.floor().clamp(max=width - 1)
+    y = torch.where(y_low >= height - 1, y_low, y)
+    x = torch.where(x_low >= width - 1, x_low, x)
+    y_high = (y_low + 1).clamp(max=height - 1)
+    x_high = (x_low + 1).clamp(max=width - 1)
+    ly, lx = y - y_low, x - x_low
+    hy, hx = 1.0 - ly, 1.0 - lx
+
+    flat = features.flatten(2)  # [B, C, H*W]
+    per_roi = flat[batch]  # [K, C, H*W]
+
+    def take(yi: Tensor, xi: Tensor) -> Tensor:
+        index = (yi.long() * width + xi.long()).unsqueeze(1).expand(-1, channels, -1)
+        return per_roi.gather(2, index)
+
+    value = (
+        (hy * hx).unsqueeze(1) * take(y_low, x_low)
+        + (hy * lx).unsqueeze(1) * take(y_low, x_high)
+        + (ly * hx).unsqueeze(1) * take(y_high, x_low)
+        + (ly * lx).unsqueeze(1) * take(y_high, x_high)
+    )
+    return value * (~outside).unsqueeze(1).to(value.dtype)
+
+
+def _sample_grid(start: Tensor, length: Tensor, bins: int, sampling_ratio: int) -> Tensor:
+    """Sample coordinates [K, bins * sampling_ratio] along one axis for boxes starting at ``start`` [K]."""
+    steps = torch.arange(bins * sampling_ratio, dtype=start.dtype, device=start.device)
+    bin_index = torch.div(steps, sampling_ratio, rounding_mode="floor")
+    within = steps - bin_index * sampling_ratio
+    bin_size = (length / bins).unsqueeze(1)
+    return start.unsqueeze(1) + bin_index * bin_size + (within + 0.5) * bin_size / sampling_ratio
+
+
+def _pool(samples: Tensor, oh: int, ow: int, s: int) -> Tensor:
+    """Average s x s samples per bin: [K, C, oh*s*ow*s] -> [K, C, oh, ow]."""
+    k, c, _ = samples.shape
+    return samples.view(k, c, oh, s, ow, s).mean(dim=(3, 5))
+
+
+def roi_align_reference(
+    features: Tensor,
+    rois: Tensor,
+    output_size: tuple[int, int],
+    spatial_scale: float,
+    sampling_ratio: int = 2,
+    aligned: bool = True,
+) -> Tensor:
+    """Pure-torch RoIAlign: [B,C,H,W], [K,5] -> [K, C, oh, ow]. See module docstring."""
+    oh, ow = output_size
+    offset = 0.5 if aligned else 0.0
+    batch = rois[:, 0].long()
+    x1 = rois[:, 1] * spatial_scale - offset
+    y1 = rois[:, 2] * spatial_scale - offset
+    w = (rois[:, 3] - rois[:, 1]) * spatial_scale
+    h = (rois[:, 4] - rois[:, 2]) * spatial_scale
+    if not aligned:
+        w, h = w.clamp(min=1.0), h.clamp(min=1.0)
+    ys = _sample_grid(y1, h, oh, sampling_ratio)  # [K, oh*s]
+    xs = _sample_grid(x1, w, ow, sampling_ratio)  # [K, ow*s]
+    yy = ys.unsqueeze(2).expand(-1, -1, xs.shape[1]).flatten(1)
+    xx = xs.unsqueeze(1).expand(-1, ys.shape[1], -1).flatten(1)
+    return _pool(_bilinear_gather(features, batch, yy, xx), oh, ow, sampling_ratio)
+
+
+def rod_align_reference(
+    features: Tensor,
+    rois: Tensor,
+    output_size: tuple[int, int],
+    spatial_scale: float,
+    sampling_ratio: int = 2,
+    aligned: bool = True,
+) -> Tensor:
+    """Pure-torch RoDAlign: bins over the whole map, samples inside the crop zeroed. -> [K, C, oh, ow]."""
+    oh, ow = output_size
+    height, width = features.shape[-2:]
+    offset = 0.5 if aligned else 0.0
+    k = rois.shape[0]
+    batch = rois[:, 0].long()
+    zeros = torch.full((k,), -offset, dtype=rois.dtype, device=rois.device)
+    ys = _sample_grid(zeros, torch.full_like(zeros, float(height)), oh, sampling_ratio)
+    xs = _sample_grid(zeros, torch.full_like(zeros, float(width)), ow, sampling_ratio)
+    yy = ys.unsqueeze(2).expand(-1, -1, xs.shape[1]).flatten(1)
+    xx = xs.unsqueeze(1).expand(-1, ys.shape[1], -1).flatten(1)
+    x1 = (rois[:, 1] * spatial_scale - offset).unsqueeze(1)
+    y1 = (rois[:, 2] * spatial_scale - offset).unsqueeze(1)
+    x2 = (rois[:, 3] * spatial_scale - offset).unsqueeze(1)
+    y2 = (rois[:, 4] * spatial_scale - offset).unsqueeze(1)
+    inside = (xx >= x1) & (xx <= x2) & (yy >= y1) & (yy <= y2)
+    samples = _bilinear_gather(features, batch, yy, xx) * (~inside).unsqueeze(1).to(features.dtype)
+    return _pool(samples, oh, ow, sampling_ratio)
+
+
+def backend() -> str:
+    """'compiled' when the C++ extension is loaded, else 'torch' (pure-torch reference)."""
+    return "torch"
+
+
+roi_align = roi_align_reference
+rod_align = rod_align_reference
