@@ -11,12 +11,21 @@ i + 0.5 (half-pixel offset, as torchvision's ``aligned=True``).
 
 The pure-torch implementations here are exact references (differentiable through autograd). When the
 compiled extension ``autocrop._C`` is importable its kernels are used instead; ``backend()`` says which.
+``roi_align`` / ``rod_align`` dispatch: the compiled op for CPU float32/float64 inputs whose rois share
+the features' dtype and need no gradient; the reference otherwise (CUDA tensors, gradients w.r.t. the
+boxes, a missing extension). Environment ``AUTOCROP_OPS``: ``auto`` (default), ``torch`` (always the
+reference) or ``compiled`` (fail loudly when the extension is missing).
 """
 
 from __future__ import annotations
 
+import os
+from functools import lru_cache
+
 import torch
 from torch import Tensor
+
+OPS_ENV = "AUTOCROP_OPS"
 
 
 def _bilinear_gather(features: Tensor, batch: Tensor, y: Tensor, x: Tensor) -> Tensor:
@@ -122,10 +131,126 @@ def rod_align_reference(
     return _pool(samples, oh, ow, sampling_ratio)
 
 
+@lru_cache(maxsize=1)
+def compiled_status() -> tuple[bool, str]:
+    """Load the C++ extension once: (True, path of the library) or (False, why it is not available)."""
+    try:
+        import autocrop._C as compiled  # loading the library registers torch.ops.autocrop.*
+    except ImportError as err:
+        return False, f"autocrop._C not importable ({err}); build with pip install --no-build-isolation ."
+    except OSError as err:  # pragma: no cover - a library built against another torch
+        return False, f"autocrop._C failed to load ({err})"
+    try:
+        torch.ops.autocrop.roi_align_forward  # noqa: B018 - raises if the schema is not registered
+    except (AttributeError, RuntimeError) as err:  # pragma: no cover - a stale build
+        return False, f"autocrop._C loaded but registers no autocrop ops ({err})"
+    return True, str(getattr(compiled, "__file__", "autocrop._C"))
+
+
 def backend() -> str:
-    """'compiled' when the C++ extension is loaded, else 'torch' (pure-torch reference)."""
+    """'compiled' when the C++ extension is loaded (and not disabled by ``AUTOCROP_OPS=torch``), else 'torch'.
+
+    Raises :class:`autocrop.errors.InputError` for an unknown ``AUTOCROP_OPS`` value, or for
+    ``AUTOCROP_OPS=compiled`` when the extension is missing.
+    """
+    choice = os.environ.get(OPS_ENV, "auto").strip().lower() or "auto"
+    if choice == "torch":
+        return "torch"
+    if choice not in ("auto", "compiled"):
+        from autocrop.errors import InputError
+
+        raise InputError(f"{OPS_ENV}={choice!r}: expected 'auto', 'torch' or 'compiled'")
+    available, reason = compiled_status()
+    if available:
+        return "compiled"
+    if choice == "compiled":
+        from autocrop.errors import InputError
+
+        raise InputError(f"{OPS_ENV}=compiled but the compiled ops are unavailable: {reason}")
     return "torch"
 
 
-roi_align = roi_align_reference
-rod_align = rod_align_reference
+def _use_compiled(features: Tensor, rois: Tensor) -> bool:
+    """True when the compiled kernels can compute exactly what the reference would."""
+    return (
+        features.device.type == "cpu"
+        and rois.device.type == "cpu"
+        and features.dtype in (torch.float32, torch.float64)
+        and rois.dtype == features.dtype
+        and not rois.requires_grad
+        and backend() == "compiled"
+    )
+
+
+class _CompiledAlign(torch.autograd.Function):
+    """Autograd wrapper of ``torch.ops.autocrop.{roi,rod}_align_{forward,backward}`` (gradient w.r.t. features)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        features: Tensor,
+        rois: Tensor,
+        op: str,
+        output_size: tuple[int, int],
+        spatial_scale: float,
+        sampling_ratio: int,
+        aligned: bool,
+    ) -> Tensor:
+        available, reason = compiled_status()  # loads the library on first use
+        if not available:
+            raise RuntimeError(f"compiled {op} unavailable: {reason}")
+        oh, ow = output_size
+        forward_op = getattr(torch.ops.autocrop, f"{op}_forward")
+        output = forward_op(features, rois, float(spatial_scale), int(oh), int(ow), int(sampling_ratio), bool(aligned))
+        ctx.save_for_backward(rois)
+        ctx.args = (op, int(oh), int(ow), float(spatial_scale), int(sampling_ratio), bool(aligned))
+        ctx.feature_shape = tuple(features.shape)
+        return output
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        (rois,) = ctx.saved_tensors
+        op, oh, ow, spatial_scale, sampling_ratio, aligned = ctx.args
+        grad_features = None
+        if ctx.needs_input_grad[0]:
+            batch, channels, height, width = ctx.feature_shape
+            backward_op = getattr(torch.ops.autocrop, f"{op}_backward")
+            grad_features = backward_op(
+                grad.contiguous(), rois, spatial_scale, oh, ow, sampling_ratio, aligned, batch, channels, height, width
+            )
+        return grad_features, None, None, None, None, None, None
+
+
+def roi_align(
+    features: Tensor,
+    rois: Tensor,
+    output_size: tuple[int, int],
+    spatial_scale: float,
+    sampling_ratio: int = 2,
+    aligned: bool = True,
+) -> Tensor:
+    """RoIAlign: features [B,C,H,W], rois [K,5] (batch, x1, y1, x2, y2 pixels) -> [K, C, oh, ow].
+
+    Same result as :func:`roi_align_reference`; uses the compiled kernel when :func:`backend` allows.
+    """
+    if _use_compiled(features, rois):
+        return _CompiledAlign.apply(features, rois, "roi_align", output_size, spatial_scale, sampling_ratio, aligned)
+    return roi_align_reference(features, rois, output_size, spatial_scale, sampling_ratio, aligned)
+
+
+def rod_align(
+    features: Tensor,
+    rois: Tensor,
+    output_size: tuple[int, int],
+    spatial_scale: float,
+    sampling_ratio: int = 2,
+    aligned: bool = True,
+) -> Tensor:
+    """RoDAlign: bins over the whole map, samples inside the crop zeroed -> [K, C, oh, ow].
+
+    Same result as :func:`rod_align_reference`; uses the compiled kernel when :func:`backend` allows.
+    """
+    if _use_compiled(features, rois):
+        return _CompiledAlign.apply(features, rois, "rod_align", output_size, spatial_scale, sampling_ratio, aligned)
+    return rod_align_reference(features, rois, output_size, spatial_scale, sampling_ratio, aligned)
