@@ -1,0 +1,38 @@
+"""Augmentation on (pixels, boxes): horizontal flip and photometric jitter, driven by a torch Generator."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from autocrop.model.network import IMAGENET_MEAN, IMAGENET_STD
+
+
+def flip_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
+    """Mirror x1 y1 x2 y2 boxes [N, 4] in an image ``width`` pixels wide."""
+    out = boxes.copy()
+    out[:, 0], out[:, 2] = width - boxes[:, 2], width - boxes[:, 0]
+    return out
+
+
+def to_tensor(pixels: np.ndarray) -> Tensor:
+    """uint8 [h, w, 3] -> float [1, 3, h, w] in 0..1."""
+    return torch.from_numpy(np.array(pixels, dtype=np.uint8, copy=True)).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+
+
+def normalize(image: Tensor) -> Tensor:
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (image - mean) / std
+
+
+def photometric_jitter(image: Tensor, generator: torch.Generator, strength: float = 0.2) -> Tensor:
+    """Random brightness, contrast and saturation factors in [1 - strength, 1 + strength]; [1,3,h,w] 0..1."""
+    b, c, s = (1.0 + strength * (2 * torch.rand(3, generator=generator) - 1)).tolist()
+    image = image * b
+    mean = image.mean()
+    image = (image - mean) * c + mean
+    gray = image.mean(dim=1, keepdim=True)
+    image = (image - gray) * s + gray
+    return image.clamp(0.0, 1.0)

@@ -1,0 +1,46 @@
+"""Training checkpoints: model + Adam state as safetensors, progress as JSON (no pickle anywhere)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from autocrop.model.weights import _atomic_write_bytes
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, progress: dict) -> None:
+    """Write ``path`` (.safetensors: ``model.*`` and ``optim.<group>.<param>.<state>`` tensors) and ``path.json``."""
+    from safetensors.torch import save
+
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    opt_state = optimizer.state_dict()
+    for index, state in opt_state["state"].items():
+        for key, value in state.items():
+            tensor = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"optim.{index}.{key}"] = tensor.detach().contiguous().cpu()
+    progress = dict(progress)
+    progress["param_groups"] = [{k: v for k, v in g.items() if k != "params"} for g in opt_state["param_groups"]]
+    _atomic_write_bytes(path, save(tensors))
+    _atomic_write_bytes(path.with_suffix(".json"), (json.dumps(progress, indent=1) + "\n").encode())
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore model and optimizer from :func:`save_checkpoint` files; returns the progress dict."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    progress = json.loads(path.with_suffix(".json").read_text())
+    model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    opt_state = optimizer.state_dict()
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    groups = []
+    for group, saved in zip(opt_state["param_groups"], progress["param_groups"]):
+        groups.append({**saved, "params": group["params"]})
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    return progress

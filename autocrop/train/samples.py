@@ -1,0 +1,103 @@
+"""Training samples: images decoded and resized once to the network input size, with their supervision.
+
+FCDB gives one best crop per image plus pairwise human votes. We turn that into supervision for GAIC
+grid candidates as follows (documented in the README):
+- listwise soft targets: every grid candidate (plus the best crop itself) gets the target logit
+  IoU(candidate, best crop) / tau, so the top-1 distribution concentrates on crops that overlap the
+  photographer's crop most (tau = ``FCDB_IOU_TEMPERATURE``);
+- pairs from the votes: each annotated pair (a, b) is scored by the network and trained with a
+  RankNet-style BCE on s_a - s_b against q = votes_a / (votes_a + votes_b) (ties at q = 0.5 carry
+  no direction and are skipped).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from autocrop.candidates import grid_candidates
+from autocrop.data.fcdb import FCDBImage
+from autocrop.data.gaicd import ScoredImage
+from autocrop.model.config import ModelConfig
+from autocrop.model.scorer import input_size
+
+FCDB_IOU_TEMPERATURE = 0.05
+
+
+@dataclass
+class TrainSample:
+    """One image ready for training.
+
+    pixels: uint8 [h, w, 3] at the network input size.
+    boxes:  float32 [N, 4] candidate crops in input pixels (x1 y1 x2 y2).
+    mos:    float32 [N] mean opinion scores (GAICD) or None.
+    iou_target: float32 [N] IoU of each candidate with the best crop (FCDB) or None.
+    pair_a, pair_b: float32 [P, 4] voted pairs (input pixels); pair_q: float32 [P] P(a better than b).
+    """
+
+    dataset: str
+    name: str
+    pixels: np.ndarray
+    boxes: np.ndarray
+    mos: np.ndarray | None = None
+    iou_target: np.ndarray | None = None
+    pair_a: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    pair_b: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    pair_q: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    original_size: tuple[int, int] = (0, 0)
+
+
+def decode_resized(path: Path, config: ModelConfig) -> tuple[np.ndarray, float, float, tuple[int, int]]:
+    """(uint8 [h, w, 3] at input size, scale_x, scale_y, original (w, h)) for an image file."""
+    with Image.open(path) as im:
+        full_w, full_h = im.size
+        if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation that swaps width and height
+            full_w, full_h = full_h, full_w
+        target = input_size(full_w, full_h, config)
+        im.draft("RGB", (max(target), max(target)))  # JPEG: decode at a reduced scale that is still >= target
+        oriented = ImageOps.exif_transpose(im).convert("RGB")
+        pixels = np.asarray(oriented.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.uint8)
+    return pixels, target[0] / full_w, target[1] / full_h, (full_w, full_h)
+
+
+def box_iou(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """IoU of boxes [N, 4] with one box [4] (x1 y1 x2 y2) -> [N]."""
+    ix = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
+    iy = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
+    inter = ix * iy
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / (area + (box[2] - box[0]) * (box[3] - box[1]) - inter)
+
+
+def gaicd_sample(image: ScoredImage, config: ModelConfig) -> TrainSample:
+    pixels, sx, sy, size = decode_resized(image.path, config)
+    scale = np.asarray([sx, sy, sx, sy], np.float32)
+    return TrainSample("gaicd", image.name, pixels, image.boxes * scale, mos=image.scores.copy(), original_size=size)
+
+
+def fcdb_sample(image: FCDBImage, config: ModelConfig) -> TrainSample:
+    pixels, sx, sy, size = decode_resized(image.path, config)
+    scale = np.asarray([sx, sy, sx, sy], np.float32)
+    h, w = pixels.shape[:2]
+    best = np.asarray(image.best_box, np.float32) * scale
+    best = np.clip(best, 0, [w, h, w, h]).astype(np.float32)
+    boxes = np.concatenate([grid_candidates(w, h), best[None]], axis=0).astype(np.float32)
+    pairs = [p for p in image.pairs if p.votes_a != p.votes_b]
+    pair_a = np.asarray([p.box_a for p in pairs], np.float32).reshape(-1, 4) * scale
+    pair_b = np.asarray([p.box_b for p in pairs], np.float32).reshape(-1, 4) * scale
+    pair_q = np.asarray([p.votes_a / (p.votes_a + p.votes_b) for p in pairs], np.float32)
+    clip = [w, h, w, h]
+    return TrainSample(
+        "fcdb",
+        image.name,
+        pixels,
+        boxes,
+        iou_target=box_iou(boxes, best).astype(np.float32),
+        pair_a=np.clip(pair_a, 0, clip).astype(np.float32),
+        pair_b=np.clip(pair_b, 0, clip).astype(np.float32),
+        pair_q=pair_q,
+        original_size=size,
+    )

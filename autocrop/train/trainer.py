@@ -1,0 +1,260 @@
+"""The trainer behind ``autocrop train``: one image per step, all its crops scored in one forward pass.
+
+Exact resume: every epoch re-seeds shuffling, augmentation and dropout from (seed, epoch), and a
+checkpoint is written after every epoch, so an interrupted run continues from its last finished
+epoch and produces the same result as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from autocrop.model.config import ModelConfig
+from autocrop.model.network import ViewRankingNet
+from autocrop.model.weights import save_weights
+from autocrop.train import losses as L
+from autocrop.train.augment import flip_boxes, normalize, photometric_jitter, to_tensor
+from autocrop.train.checkpoint import load_checkpoint, save_checkpoint
+from autocrop.train.samples import FCDB_IOU_TEMPERATURE, TrainSample
+from autocrop.train.validate import validate
+
+
+@dataclass
+class Recipe:
+    """Optimisation settings (saved in the model card)."""
+
+    epochs: int = 8
+    backbone_lr: float = 1e-4
+    head_lr: float = 5e-4
+    weight_decay: float = 1e-4
+    crops_per_image: int = 64
+    gaicd_repeat: int = 3
+    lambda_rank_gain: float = 3.0
+    lambda_listwise: float = 1.0
+    listwise_temperature: float = 0.5
+    lambda_pair: float = 1.0
+    lambda_consistency: float = 1.0
+    consistency_pairs: int = 64
+    flip: bool = True
+    jitter: float = 0.2
+    seed: int = 0
+    select_metric: str = "auto"
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    loss: float
+    seconds: float
+    images_per_second: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _selection_score(metrics: dict[str, float], select: str) -> float:
+    """Higher is better. 'auto': SRCC + Acc1/5 when GAICD validation exists, else IoU."""
+    if select != "auto":
+        return metrics.get(select, -math.inf) * (-1 if select == "disp" else 1)
+    if "srcc" in metrics:
+        return metrics["srcc"] + metrics["acc1_5"] / 100.0
+    return metrics.get("iou", -math.inf)
+
+
+class Trainer:
+    """Trains a :class:`ViewRankingNet` on prepared samples; writes checkpoints and the best model to ``out``."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        recipe: Recipe,
+        train_samples: list[TrainSample],
+        val_samples: list[TrainSample],
+        out: Path,
+        init_features: torch.nn.Sequential | None = None,
+        init_state: dict | None = None,
+    ) -> None:
+        self.config, self.recipe, self.out = config, recipe, Path(out)
+        self.train_samples, self.val_samples = train_samples, val_samples
+        torch.manual_seed(recipe.seed)
+        self.net = ViewRankingNet(config)
+        if init_state is not None:
+            self.net.load_state_dict(init_state, strict=False)
+        elif init_features is not None:
+            from autocrop.model.network import load_backbone_weights
+
+            load_backbone_weights(self.net, init_features)
+        backbone = list(self.net.features.parameters())
+        backbone_ids = {id(p) for p in backbone}
+        head = [p for p in self.net.parameters() if id(p) not in backbone_ids]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": backbone, "lr": recipe.backbone_lr}, {"params": head, "lr": recipe.head_lr}],
+            weight_decay=recipe.weight_decay,
+        )
+        self.base_lrs = [recipe.backbone_lr, recipe.head_lr]
+        mos = np.concatenate([s.mos for s in train_samples if s.mos is not None] or [np.asarray([3.0, 4.0])])
+        self.mos_mean, self.mos_std = float(mos.mean()), float(mos.std() or 1.0)
+        self.smooth_l1 = L.SmoothL1ScoreLoss()
+        self.rank_gain = L.RankingGainLoss()
+        self.listwise = L.ListwiseTop1Loss(recipe.listwise_temperature)
+        self.listwise_iou = L.ListwiseTop1Loss(FCDB_IOU_TEMPERATURE)
+        self.pair_bce = L.PairwiseBCELoss()
+        self.consistency = L.RankConsistencyLoss()
+        self.history: list[dict] = []
+        self.best_score = -math.inf
+        self.start_epoch = 0
+
+    # ----------------------------------------------------------------------------- checkpoints
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.out / "last.safetensors"
+
+    def resume(self) -> bool:
+        """Continue from ``out/last.safetensors`` when it exists; returns whether it did."""
+        if not self.last_checkpoint.is_file():
+            return False
+        progress = load_checkpoint(self.last_checkpoint, self.net, self.optimizer)
+        self.start_epoch = int(progress["epoch"]) + 1
+        self.history = progress["history"]
+        self.best_score = float(progress["best_score"])
+        self.mos_mean, self.mos_std = progress["mos_mean"], progress["mos_std"]
+        return True
+
+    # ----------------------------------------------------------------------------- one step
+    def _set_train_mode(self) -> None:
+        self.net.train()
+        for module in self.net.features.modules():  # one image per step: keep ImageNet BN statistics
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.eval()
+
+    def _loss(self, sample: TrainSample, generator: torch.Generator) -> torch.Tensor:
+        r, cfg = self.recipe, self.config
+        pixels, boxes = sample.pixels, sample.boxes
+        pair_a, pair_b = sample.pair_a, sample.pair_b
+        if r.flip and torch.rand(1, generator=generator).item() < 0.5:
+            width = pixels.shape[1]
+            pixels = pixels[:, ::-1]
+            boxes, pair_a, pair_b = flip_boxes(boxes, width), flip_boxes(pair_a, width), flip_boxes(pair_b, width)
+        image = to_tensor(pixels)
+        if r.jitter > 0:
+            image = photometric_jitter(image, generator, r.jitter)
+        image = normalize(image)
+
+        if sample.mos is not None:
+            count = min(r.crops_per_image, len(boxes))
+            pick = torch.randperm(len(boxes), generator=generator)[:count]
+            crop_boxes = torch.from_numpy(boxes)[pick]
+            out = self.net(image, crop_boxes)
+            z = (torch.from_numpy(sample.mos)[pick] - self.mos_mean) / self.mos_std
+            if cfg.splitter:
+                view_target = z - z.mean()
+                loss = self.smooth_l1(out.scores, view_target) + self.smooth_l1(out.image_score, z.mean().view(1))
+            else:
+                view_target = z
+                loss = self.smooth_l1(out.scores, view_target)
+            loss = loss + r.lambda_rank_gain * self.rank_gain(out.scores, view_target)
+            loss = loss + r.lambda_listwise * self.listwise(out.scores, view_target)
+            if cfg.pairwise:
+                i, j = L.mos_pairs(z * self.mos_std, margin=0.5, max_pairs=256, generator=generator)
+                if len(i):
+                    swap = torch.rand(len(i), generator=generator) < 0.5
+                    a, b = torch.where(swap, j, i), torch.where(swap, i, j)
+                    logits = self.net.pair_classifier(out.embeddings[a], out.embeddings[b])
+                    loss = loss + r.lambda_pair * self.pair_bce(logits, (~swap).float())
+            return loss
+
+        # FCDB: listwise soft targets from IoU with the best crop + human-voted pairs
+        n_cand, n_pairs = len(boxes), len(pair_a)
+        all_boxes = torch.from_numpy(np.concatenate([boxes, pair_a, pair_b], axis=0))
+        out = self.net(image, all_boxes)
+        scores = out.scores
+        loss = r.lambda_listwise * self.listwise_iou(scores[:n_cand], torch.from_numpy(sample.iou_target))
+        if n_pairs:
+            s_a, s_b = scores[n_cand : n_cand + n_pairs], scores[n_cand + n_pairs :]
+            q = torch.from_numpy(sample.pair_q)
+            loss = loss + self.pair_bce(s_a - s_b, q)
+            if cfg.pairwise:
+                e_a, e_b = out.embeddings[n_cand : n_cand + n_pairs], out.embeddings[n_cand + n_pairs :]
+                loss = loss + r.lambda_pair * self.pair_bce(self.net.pair_classifier(e_a, e_b), q)
+        if cfg.pairwise and r.lambda_consistency > 0:
+            i = torch.randint(0, n_cand, (r.consistency_pairs,), generator=generator)
+            j = torch.randint(0, n_cand, (r.consistency_pairs,), generator=generator)
+            p = torch.sigmoid(self.net.pair_classifier(out.embeddings[i], out.embeddings[j]))
+            loss = loss + r.lambda_consistency * self.consistency(scores[i], scores[j], p)
+        return loss
+
+    # ----------------------------------------------------------------------------- epochs
+    def _epoch_order(self, epoch: int) -> list[TrainSample]:
+        generator = torch.Generator().manual_seed(self.recipe.seed * 100003 + epoch)
+        items: list[TrainSample] = []
+        for sample in self.train_samples:
+            items.extend([sample] * (self.recipe.gaicd_repeat if sample.mos is not None else 1))
+        order = torch.randperm(len(items), generator=generator).tolist()
+        return [items[i] for i in order]
+
+    def _set_lr(self, epoch: int) -> None:
+        """Cosine decay over epochs (a function of the epoch only, so resume is exact)."""
+        factor = 0.5 * (1 + math.cos(math.pi * epoch / max(1, self.recipe.epochs)))
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * max(factor, 0.05)
+
+    def train_epoch(self, epoch: int, on_step: Callable[[int, int, float], None] | None = None) -> EpochStats:
+        self._set_train_mode()
+        self._set_lr(epoch)
+        torch.manual_seed(self.recipe.seed * 7919 + epoch)  # dropout
+        generator = torch.Generator().manual_seed(self.recipe.seed * 15485863 + epoch)
+        order = self._epoch_order(epoch)
+        start, total = time.perf_counter(), 0.0
+        for step, sample in enumerate(order):
+            loss = self._loss(sample, generator)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += float(loss.detach())
+            if on_step:
+                on_step(step + 1, len(order), total / (step + 1))
+        seconds = time.perf_counter() - start
+        return EpochStats(epoch, total / max(1, len(order)), seconds, len(order) / max(seconds, 1e-9))
+
+    def fit(self, card: dict, on_step: Callable[[int, int, float], None] | None = None,
+            on_epoch: Callable[[EpochStats], None] | None = None) -> dict:
+        """Train the remaining epochs; returns the card of the best model (``out/best.safetensors``)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        best_card: dict = {}
+        for epoch in range(self.start_epoch, self.recipe.epochs):
+            stats = self.train_epoch(epoch, on_step)
+            stats.metrics = validate(self.net, self.val_samples) if self.val_samples else {}
+            self.history.append(asdict(stats))
+            score = _selection_score(stats.metrics, self.recipe.select_metric) if stats.metrics else float(epoch)
+            if score > self.best_score:
+                self.best_score = score
+                best_card = self._save_best(card, stats)
+            progress = {
+                "epoch": epoch,
+                "history": self.history,
+                "best_score": self.best_score,
+                "mos_mean": self.mos_mean,
+                "mos_std": self.mos_std,
+                "recipe": asdict(self.recipe),
+                "config": asdict(self.config),
+            }
+            save_checkpoint(self.last_checkpoint, self.net, self.optimizer, progress)
+            if on_epoch:
+                on_epoch(stats)
+        return best_card
+
+    def _save_best(self, card: dict, stats: EpochStats) -> dict:
+        card = dict(card)
+        card.update(
+            recipe=asdict(self.recipe),
+            best_epoch=stats.epoch,
+            validation=stats.metrics,
+            history=self.history,
+            mos_standardization={"mean": self.mos_mean, "std": self.mos_std},
+        )
+        return save_weights(self.out / "best.safetensors", self.net.state_dict(), self.config, card)

@@ -1,0 +1,52 @@
+"""Validation during training: GAICD-style ranking metrics and FCDB-style top-1 IoU / displacement.
+
+The metric definitions are those of :mod:`autocrop.bench.metrics` (the benchmark uses the same code).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from autocrop.train.augment import normalize, to_tensor
+from autocrop.train.samples import TrainSample
+
+
+@torch.inference_mode()
+def predict(net: torch.nn.Module, sample: TrainSample) -> np.ndarray:
+    """Scores [N] of ``sample.boxes`` with the network in eval mode."""
+    out = net(normalize(to_tensor(sample.pixels)), torch.from_numpy(sample.boxes))
+    return out.scores.numpy()
+
+
+def validate(net: torch.nn.Module, samples: list[TrainSample]) -> dict[str, float]:
+    """Metrics over ``samples`` (GAICD ones -> acc/srcc/pcc, FCDB ones -> iou/disp)."""
+    from autocrop.bench.metrics import box_metrics, gaicd_metrics
+
+    was_training = net.training
+    net.eval()
+    preds: list[np.ndarray] = []
+    mos: list[np.ndarray] = []
+    chosen: list[np.ndarray] = []
+    truths: list[np.ndarray] = []
+    sizes: list[tuple[float, float]] = []
+    for sample in samples:
+        scores = predict(net, sample)
+        if sample.mos is not None:
+            preds.append(scores)
+            mos.append(sample.mos)
+        elif sample.iou_target is not None:
+            h, w = sample.pixels.shape[:2]
+            candidates = sample.boxes[:-1]  # the last box is the ground truth itself, not a candidate
+            chosen.append(candidates[int(np.argmax(scores[:-1]))])
+            truths.append(sample.boxes[-1:])
+            sizes.append((float(w), float(h)))
+    net.train(was_training)
+    metrics: dict[str, float] = {}
+    if preds:
+        g = gaicd_metrics(preds, mos)
+        metrics.update(acc1_5=g.acc[(1, 5)], acc1_10=g.acc[(1, 10)], acc5=g.acc5_mean, acc10=g.acc10_mean, srcc=g.srcc, pcc=g.pcc)
+    if chosen:
+        b = box_metrics(chosen, truths, sizes)
+        metrics.update(iou=b.iou, disp=b.disp)
+    return metrics
