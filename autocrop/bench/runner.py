@@ -46,6 +46,7 @@ class BenchOptions:
     limit: int | None = None
     include_train: bool = False
     seed: int = 0
+    threads: int | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,6 +165,8 @@ def margins(results: dict, keys: tuple[str, ...]) -> dict:
 def _check_options(options: BenchOptions) -> None:
     if options.dataset not in DATASETS:
         raise InputError(f"unknown dataset {options.dataset!r} (choose {', '.join(DATASETS)})")
+    if options.threads is not None and options.threads < 1:
+        raise InputError(f"--threads must be >= 1, got {options.threads}")
     if options.limit is not None and options.limit < 1:
         raise InputError(f"--limit must be >= 1, got {options.limit}")
     if options.dataset == "gaicd" and options.candidates is not None:
@@ -187,7 +190,7 @@ def run_bench(options: BenchOptions, scorer: BenchScorer | None = None, progress
         anchors, anchors_path = load_anchors(root)
 
     if scorer is None:
-        scorer = BenchScorer.load(options.model)
+        scorer = BenchScorer.load(options.model, threads=options.threads)
     card = scorer.card
     kept, trained = split_training_items(items, card, dataset)
     if options.include_train:
@@ -295,7 +298,7 @@ def run_bench(options: BenchOptions, scorer: BenchScorer | None = None, progress
         "anchors_file": str(anchors_path) if anchors_path else None,
         "seed": options.seed,
         "model": {
-            "path": str(getattr(scorer.scorer, "weights_path", None) or options.model or "packaged default"),
+            "path": str(scorer.weights_path or options.model or "packaged default"),
             "name": card.get("name"),
             "sha256": card.get("sha256"),
         },

@@ -24,6 +24,9 @@ def bench(
         False, "--include-train", help="Also measure images the model was trained on (flagged in the report)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the random baseline."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="torch threads (default: $AUTOCROP_THREADS or torch's own); recorded in the report."
+    ),
 ) -> None:
     """Measure quality (and speed) on GAICD, FCDB or FLMS, beside random / largest / centre-crop baselines."""
     from rich.console import Console
@@ -41,6 +44,7 @@ def bench(
         limit=limit,
         include_train=include_train,
         seed=seed,
+        threads=threads,
     )
     console = Console(stderr=True)
     with Progress(
