@@ -1,0 +1,159 @@
+"""Progress while a batch runs (a rich bar on a terminal, plain log lines otherwise) and the summary at its end."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+#: exit codes of ``autocrop batch`` (documented in docs/batch.md and ``autocrop batch --help``)
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_SOME_FAILED = 3
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class Tally:
+    """Counts of one run. ``done_before``: inputs skipped because the manifest says they are done."""
+
+    total: int = 0
+    ok: int = 0
+    failed: int = 0
+    done_before: int = 0
+    ignored: int = 0
+    outputs: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    first_result: float | None = None
+    finished: float | None = None
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Count one manifest record."""
+        if self.first_result is None:
+            self.first_result = time.perf_counter()
+        if record.get("status") == "ok":
+            self.ok += 1
+            self.outputs += len(record.get("outputs") or [])
+        else:
+            self.failed += 1
+            self.failures.append((record.get("path", "?"), record.get("error") or "unknown error"))
+
+    @property
+    def processed(self) -> int:
+        return self.ok + self.failed
+
+    def rate(self) -> float:
+        """Inputs per second over the run's wall time so far (model loading included)."""
+        end = self.finished or time.perf_counter()
+        elapsed = end - self.started
+        return self.processed / elapsed if elapsed > 0 else 0.0
+
+
+class Progress:
+    """A rich progress bar (images/s, ETA) when ``stream`` is a terminal, else one plain line per input."""
+
+    def __init__(self, total: int, stream: Any = None, force_plain: bool | None = None, quiet: bool = False) -> None:
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        is_tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.plain = (not is_tty) if force_plain is None else force_plain
+        self._bar: Any = None
+        self._task: Any = None
+        self._count = 0
+        self._t0 = time.perf_counter()
+
+    def __enter__(self) -> "Progress":
+        self._t0 = time.perf_counter()
+        if self.quiet or self.total == 0:
+            return self
+        if not self.plain:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                ProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
+            from rich.text import Text
+
+            class RateColumn(ProgressColumn):
+                def render(self, task: Any) -> Text:
+                    speed = task.speed
+                    return Text(f"{speed:5.2f} img/s" if speed else "  -.-- img/s", style="cyan")
+
+            self._bar = RichProgress(
+                TextColumn("[bold]cropping"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                RateColumn(),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream),
+                transient=False,
+                speed_estimate_period=60.0,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task("crop", total=self.total)
+        return self
+
+    def advance(self, record: dict[str, Any]) -> None:
+        """Report one finished input."""
+        self._count += 1
+        if self.quiet or self.total == 0:
+            return
+        if self._bar is not None:
+            self._bar.advance(self._task)
+            if record.get("status") != "ok":
+                self._bar.console.print(f"[red]failed[/red] {record.get('path')}: {record.get('error')}", markup=True, highlight=False)
+            return
+        elapsed = time.perf_counter() - self._t0
+        rate = self._count / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self._count) / rate if rate > 0 else 0.0
+        status = record.get("status", "?")
+        detail = f" error: {record.get('error')}" if status != "ok" else ""
+        width = len(str(self.total))
+        print(
+            f"[{self._count:>{width}}/{self.total}] {status:<6} {record.get('path')}{detail} "
+            f"({rate:.2f} img/s, ETA {eta:.0f} s)",
+            file=self.stream,
+            flush=True,
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+def format_summary(
+    tally: Tally, manifest: str, out_root: str, interrupted: bool = False, dry_run: bool = False, max_failures: int = 20
+) -> str:
+    """The end-of-run report: counts, speed, failures (first ``max_failures``), where the manifest is."""
+    elapsed = (tally.finished or time.perf_counter()) - tally.started
+    lines = []
+    head = "autocrop batch: dry run" if dry_run else ("autocrop batch: interrupted" if interrupted else "autocrop batch: done")
+    lines.append(
+        f"{head} -- {tally.total} inputs: {tally.ok} cropped ({tally.outputs} files), {tally.failed} failed, "
+        f"{tally.done_before} already done (resume), {tally.ignored} non-image files ignored; "
+        f"{elapsed:.1f} s, {tally.rate():.2f} img/s"
+    )
+    if tally.failures:
+        lines.append(f"failed inputs ({len(tally.failures)}):")
+        for path, error in tally.failures[:max_failures]:
+            lines.append(f"  {path}: {error}")
+        if len(tally.failures) > max_failures:
+            lines.append(f"  ... and {len(tally.failures) - max_failures} more (see the manifest)")
+    lines.append(f"outputs: {out_root}")
+    lines.append(f"manifest: {manifest}")
+    if interrupted:
+        lines.append("run the same command again to continue where it stopped")
+    elif tally.failures:
+        lines.append("failed inputs are retried when you run the same command again")
+    return "\n".join(lines)

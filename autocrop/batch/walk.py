@@ -1,0 +1,161 @@
+"""Finding the inputs of a batch: a safe, loop-free walk of the source tree and its mirror under the output dir.
+
+Rules (documented in ``docs/batch.md``):
+
+* Only files whose suffix is an image suffix (``autocrop.data.folder.IMAGE_SUFFIXES``) are inputs; other files are
+  counted as *ignored*. Hidden files and folders (name starting with ``.``) are skipped.
+* Symlinked folders are never followed (so there are no symlink loops); symlinked files are read like files.
+* The output dir must not be the source dir or lie inside it, unless ``allow_inside_source`` -- and then the walk
+  skips the output dir so that outputs never become inputs.
+* ``--include`` / ``--exclude`` globs match either the file name or the path relative to the source root
+  (``/``-separated), e.g. ``--include '*.jpg' --exclude 'drafts/*'``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat as stat_mod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autocrop.data.folder import IMAGE_SUFFIXES
+from autocrop.errors import InputError
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One input of the batch.
+
+    ``path`` is absolute; ``rel`` is the ``/``-separated path relative to the source root (the manifest key);
+    ``size`` in bytes and ``mtime_ns`` come from the walk's ``stat`` and detect changed sources on resume.
+    """
+
+    path: Path
+    rel: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class WalkStats:
+    """What the walk saw besides inputs: non-image files and entries it refused to enter or read."""
+
+    ignored: int = 0
+    hidden: int = 0
+    symlinked_dirs: int = 0
+    unreadable_dirs: list[str] = field(default_factory=list)
+
+
+def _is_within(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def check_locations(source: str | Path, out: str | Path, allow_inside_source: bool = False) -> tuple[Path, Path]:
+    """Validate and resolve (source dir, output dir); raise :class:`InputError` with a one-line message otherwise.
+
+    The output dir is created (with parents) and checked to be writable by creating and removing a probe file.
+    """
+    src = Path(source).expanduser()
+    if not src.exists():
+        raise InputError(f"{src}: source folder does not exist")
+    if not src.is_dir():
+        raise InputError(f"{src}: source is not a folder (use `autocrop crop` for single images)")
+    src = src.resolve()
+    out_path = Path(out).expanduser()
+    out_real = out_path.resolve()
+    if _is_within(out_real, src) and not allow_inside_source:
+        where = "is the source folder" if out_real == src else "is inside the source folder"
+        raise InputError(f"{out_path}: output folder {where} {src} (choose another --out or pass --allow-inside-source)")
+    if out_real.exists() and not out_real.is_dir():
+        raise InputError(f"{out_path}: output path exists and is not a folder")
+    try:
+        out_real.mkdir(parents=True, exist_ok=True)
+        probe = out_real / f".autocrop-write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise InputError(f"{out_path}: output folder is not writable ({err.strerror or err})") from None
+    return src, out_real
+
+
+def _matches(rel: str, name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(rel, p) for p in patterns)
+
+
+def walk_sources(
+    source: Path,
+    recursive: bool = True,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    skip_dirs: Sequence[Path] = (),
+    stats: WalkStats | None = None,
+) -> Iterator[SourceFile]:
+    """Yield the image files under ``source`` (absolute, resolved) in sorted, deterministic order.
+
+    Folders in ``skip_dirs`` (resolved paths, e.g. the output dir) are not entered. Symlinked folders are not
+    followed and each real folder is visited once, so the walk terminates on any tree.
+    """
+    stats = stats if stats is not None else WalkStats()
+    skip = {os.path.normcase(str(p)) for p in skip_dirs}
+    visited: set[tuple[int, int]] = set()
+
+    def visit(folder: Path, rel_prefix: str) -> Iterator[SourceFile]:
+        try:
+            st = folder.stat()
+            key = (st.st_dev, st.st_ino)
+            if key in visited:
+                return
+            visited.add(key)
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as err:
+            stats.unreadable_dirs.append(f"{rel_prefix or '.'}: {err.strerror or err}")
+            return
+        subdirs: list[os.DirEntry[str]] = []
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                stats.hidden += 1
+                continue
+            rel = f"{rel_prefix}{name}"
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(entry)
+                    continue
+                if entry.is_symlink() and entry.is_dir(follow_symlinks=True):
+                    stats.symlinked_dirs += 1
+                    continue
+                st = entry.stat(follow_symlinks=True)
+            except OSError:  # a dangling symlink or a file that vanished: not an image we can read
+                stats.ignored += 1
+                continue
+            if not stat_mod.S_ISREG(st.st_mode) or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+                stats.ignored += 1
+                continue
+            if include and not _matches(rel, name, include):
+                stats.ignored += 1
+                continue
+            if exclude and _matches(rel, name, exclude):
+                stats.ignored += 1
+                continue
+            yield SourceFile(path=Path(entry.path), rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns)
+        if not recursive:
+            return
+        for entry in subdirs:
+            path = Path(entry.path)
+            if os.path.normcase(str(path)) in skip:
+                continue
+            rel = f"{rel_prefix}{entry.name}/"
+            if exclude and _matches(rel.rstrip("/"), entry.name, exclude):
+                continue
+            yield from visit(path, rel)
+
+    yield from visit(source, "")
+
+
+def mirror_dir(out_root: Path, rel: str) -> Path:
+    """The output folder for input ``rel``: the same sub-folders under ``out_root``."""
+    parent = rel.rpartition("/")[0]
+    return out_root.joinpath(*parent.split("/")) if parent else out_root
