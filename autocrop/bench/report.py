@@ -130,18 +130,28 @@ def notes(report: dict) -> list[str]:
     return lines
 
 
-def write_json(report: dict, destination: str | Path) -> None:
-    """Write ``report`` as JSON to ``destination`` atomically (temp file + ``os.replace``); ``-`` = stdout."""
-    text = json.dumps(report, indent=1, ensure_ascii=False) + "\n"
+def check_json_destination(destination: str | Path) -> Path | None:
+    """Validate ``--json`` before a run: ``-`` (stdout) -> None, else the file path; one-line InputError."""
     if str(destination) == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
+        return None
     path = Path(destination).expanduser()
     if path.is_dir():
         raise InputError(f"{path}: --json must name a file, not a directory")
     if not path.parent.is_dir():
         raise InputError(f"{path}: folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise InputError(f"{path}: folder {path.parent} is not writable")
+    return path
+
+
+def write_json(report: dict, destination: str | Path) -> None:
+    """Write ``report`` as JSON to ``destination`` atomically (temp file + ``os.replace``); ``-`` = stdout."""
+    text = json.dumps(report, indent=1, ensure_ascii=False) + "\n"
+    path = check_json_destination(destination)
+    if path is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:

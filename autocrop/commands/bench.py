@@ -32,7 +32,7 @@ def bench(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from autocrop.bench.report import render, write_json
+    from autocrop.bench.report import check_json_destination, render, write_json
     from autocrop.bench.runner import BenchOptions, run_bench
 
     options = BenchOptions(
@@ -46,6 +46,8 @@ def bench(
         seed=seed,
         threads=threads,
     )
+    if json_path:
+        check_json_destination(json_path)
     console = Console(stderr=True)
     with Progress(
         TextColumn("[progress.description]{task.description}"),
