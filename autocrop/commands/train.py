@@ -34,6 +34,8 @@ def train_command(
     pairwise: Annotated[bool, typer.Option("--pairwise/--no-pairwise", help="Pairwise rank classifier + rank consistency.")] = True,
     lr: Annotated[float, typer.Option(help="Learning rate of the backbone (heads: 5x).")] = 1e-4,
     gaicd_repeat: Annotated[int, typer.Option(min=1, help="Times each GAICD image is seen per epoch.")] = 3,
+    rank_gain_weight: Annotated[float, typer.Option(min=0.0, help="Weight of VRN's ranking gain loss (0: off).")] = 3.0,
+    listwise_weight: Annotated[float, typer.Option(min=0.0, help="Weight of LVRN's listwise top-1 loss (0: off).")] = 1.0,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use at most N images per dataset (smoke tests).")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads (default: all cores).")] = None,
 ) -> None:
@@ -79,7 +81,15 @@ def train_command(
     console.print(
         f"train: {len(splits.train)} images, validation: {len(splits.val)} images" + (f" (skipped: {skipped})" if skipped else "")
     )
-    recipe = Recipe(epochs=epochs, backbone_lr=lr, head_lr=5 * lr, gaicd_repeat=gaicd_repeat, seed=seed)
+    recipe = Recipe(
+        epochs=epochs,
+        backbone_lr=lr,
+        head_lr=5 * lr,
+        gaicd_repeat=gaicd_repeat,
+        lambda_rank_gain=rank_gain_weight,
+        lambda_listwise=listwise_weight,
+        seed=seed,
+    )
     trainer = Trainer(config, recipe, splits.train, splits.val, out, init_features=init_features, init_state=init_state)
     if resume and trainer.resume():
         console.print(f"resumed from {trainer.last_checkpoint} at epoch {trainer.start_epoch + 1}/{epochs}")

@@ -173,7 +173,7 @@ class Trainer:
         all_boxes = torch.from_numpy(np.concatenate([boxes, pair_a, pair_b], axis=0))
         out = self.net(image, all_boxes)
         scores = out.scores
-        loss = r.lambda_listwise * self.listwise_iou(scores[:n_cand], torch.from_numpy(sample.iou_target))
+        loss = self.listwise_iou(scores[:n_cand], torch.from_numpy(sample.iou_target))
         if n_pairs:
             s_a, s_b = scores[n_cand : n_cand + n_pairs], scores[n_cand + n_pairs :]
             q = torch.from_numpy(sample.pair_q)

@@ -1,0 +1,87 @@
+"""Model: backbone layout, scorer API, weight files (safetensors + card + sha256)."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from autocrop.errors import ModelError
+from autocrop.model import ModelConfig, ViewScorer, load_scorer
+from autocrop.model.weights import save_weights
+
+DATA = Path(os.environ.get("AUTOCROP_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+IMAGENET = DATA / "weights" / "mobilenet_v2-b0353104.pth"
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 255, (300, 450, 3), dtype=np.uint8))
+
+
+@pytest.mark.skipif(not IMAGENET.is_file(), reason=f"ImageNet weights not found at {IMAGENET}")
+def test_imagenet_weights_load_strictly_into_backbone():
+    import torch
+
+    from autocrop.model.backbone import load_imagenet_features
+    from autocrop.model.network import ViewRankingNet, load_backbone_weights
+
+    features = load_imagenet_features(IMAGENET)
+    net = ViewRankingNet(ModelConfig())
+    load_backbone_weights(net, features)
+    assert torch.equal(net.features[0][0].weight, features[0][0].weight)
+
+
+@pytest.mark.parametrize("config", [ModelConfig(), ModelConfig(splitter=True, spatial=True, pairwise=True)])
+def test_scorer_scores_each_box_and_is_order_independent(photo, config):
+    scorer = ViewScorer.untrained(config=config)
+    boxes = np.asarray([[0, 0, 450, 300], [50, 20, 350, 280], [100, 100, 400, 250]], np.float32)
+    scores = scorer.score(photo, boxes)
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+    reversed_scores = scorer.score(photo, boxes[::-1])
+    np.testing.assert_allclose(reversed_scores[::-1], scores, rtol=1e-5, atol=1e-6)
+    assert scorer.score(photo, np.zeros((0, 4))).shape == (0,)
+
+
+def test_weights_roundtrip_and_card(tmp_path, photo):
+    config = ModelConfig(splitter=True, spatial=True, pairwise=True)
+    scorer = ViewScorer.untrained(seed=3, config=config)
+    card = save_weights(tmp_path / "m.safetensors", scorer.net.state_dict(), config, {"name": "t", "training_images": []})
+    assert card["config"]["spatial"] is True and len(card["sha256"]) == 64
+    loaded = load_scorer(tmp_path / "m.safetensors")
+    assert loaded.config == config
+    boxes = [[10, 10, 300, 250]]
+    np.testing.assert_allclose(loaded.score(photo, boxes), scorer.score(photo, boxes), rtol=1e-5)
+    on_disk = json.loads((tmp_path / "m.json").read_text())
+    assert "image_learner" not in " ".join(on_disk)  # training-only heads are not shipped
+
+
+def test_damaged_or_mismatched_weights_give_one_line_errors(tmp_path):
+    scorer = ViewScorer.untrained()
+    path = tmp_path / "m.safetensors"
+    save_weights(path, scorer.net.state_dict(), scorer.config, {"name": "t"})
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="sha256 does not match"):
+        load_scorer(path)
+    path.with_suffix(".json").unlink()
+    path.write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelError, match="not a valid safetensors"):
+        load_scorer(path)
+    with pytest.raises(ModelError, match="not found"):
+        load_scorer(tmp_path / "absent.safetensors")
+
+
+def test_packaged_model_loads_offline_and_matches_card():
+    from autocrop.model.weights import PACKAGED_WEIGHTS, sha256_of
+
+    if not PACKAGED_WEIGHTS.is_file():
+        pytest.skip("packaged default model not built yet")
+    scorer = load_scorer()
+    assert scorer.card["sha256"] == sha256_of(PACKAGED_WEIGHTS)
+    assert PACKAGED_WEIGHTS.stat().st_size <= 15 * 1024 * 1024
+    assert scorer.card["training_images"], "the model card must list every training image"
