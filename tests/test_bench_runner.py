@@ -256,3 +256,25 @@ def test_option_errors_are_one_line():
         run_bench(BenchOptions("fcdb", candidates="all"))
     with pytest.raises(InputError, match="--limit must be >= 1"):
         run_bench(BenchOptions("fcdb", limit=0))
+
+
+def test_dataset_dir_precedence_cli_env_config_default(tmp_path, monkeypatch):
+    from autocrop.bench.runner import resolve_bench_dir
+
+    for name in ("cli", "env_gaicd", "data_root/GAICD", "from_file"):
+        (tmp_path / name).mkdir(parents=True)
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (config_dir / "config.toml").write_text(f'gaicd_dir = "{tmp_path / "from_file"}"\n')
+    monkeypatch.setenv("AUTOCROP_CONFIG_DIR", str(config_dir))
+    monkeypatch.delenv("AUTOCROP_GAICD_DIR", raising=False)
+    monkeypatch.delenv("AUTOCROP_DATA_DIR", raising=False)
+    assert resolve_bench_dir("gaicd", None) == tmp_path / "from_file"
+    monkeypatch.setenv("AUTOCROP_DATA_DIR", str(tmp_path / "data_root"))
+    assert resolve_bench_dir("gaicd", None) == tmp_path / "data_root" / "GAICD"
+    monkeypatch.setenv("AUTOCROP_GAICD_DIR", str(tmp_path / "env_gaicd"))
+    assert resolve_bench_dir("gaicd", None) == tmp_path / "env_gaicd"
+    assert resolve_bench_dir("gaicd", tmp_path / "cli") == tmp_path / "cli"
+    (config_dir / "config.toml").write_text("gaicd_dir = [\n")
+    with pytest.raises(InputError, match="config.toml"):
+        resolve_bench_dir("gaicd", None)

@@ -54,39 +54,37 @@ class BenchOptions:
 # ---------------------------------------------------------------------------------------------
 
 
-def _config_dataset_dir(dataset: str) -> str | None:
-    """``gaicd_dir`` / ``fcdb_dir`` / ``flms_dir`` from the user's config file, when the config module exists."""
+def _configured_dir(dataset: str) -> tuple[str | None, str | None]:
+    """(``<dataset>_dir`` from the config module, its source "env" | "file"), or (None, None) when unset."""
     try:
-        from autocrop import config as config_module
-    except ImportError:
-        return None
+        from autocrop.config import load_config
+    except ImportError:  # a build without the config module
+        return None, None
     key = CONFIG_KEYS[dataset]
-    for getter in ("get_value", "get"):
-        fn = getattr(config_module, getter, None)
-        if callable(fn):
-            try:
-                value = fn(key)
-            except (KeyError, AttributeError, TypeError, ValueError):
-                continue
-            return str(value) if value else None
-    loader = getattr(config_module, "load_config", None)
-    if callable(loader):
-        settings = loader()
-        value = settings.get(key) if isinstance(settings, dict) else getattr(settings, key, None)
-        return str(value) if value else None
-    return None
+    config = load_config()  # a broken config file raises a one-line InputError
+    value = config.values.get(key)
+    if not value:
+        return None, None
+    return str(value), config.sources.get(key)
 
 
 def resolve_bench_dir(dataset: str, data_dir: str | Path | None) -> Path:
-    """Dataset directory: ``--data-dir`` > ``$AUTOCROP_DATA_DIR/<NAME>`` > config file ``<dataset>_dir`` > ``../shared/data/<NAME>``."""
+    """The dataset folder. Precedence (command line > environment > config file > default):
+
+    ``--data-dir`` > ``$AUTOCROP_<NAME>_DIR`` > ``$AUTOCROP_DATA_DIR/<NAME>`` > config file ``<name>_dir``
+    > ``../shared/data/<NAME>`` (NAME: GAICD, FCDB, FLMS).
+    """
     from autocrop.data.locate import DATA_ENV, resolve_data_dir
 
     if data_dir is not None:
         return resolve_data_dir(dataset, data_dir)
-    if not os.environ.get(DATA_ENV):
-        configured = _config_dataset_dir(dataset)
-        if configured:
-            return resolve_data_dir(dataset, configured)
+    configured, source = _configured_dir(dataset)
+    if configured and source == "env":
+        return resolve_data_dir(dataset, configured)
+    if os.environ.get(DATA_ENV):
+        return resolve_data_dir(dataset)
+    if configured:
+        return resolve_data_dir(dataset, configured)
     return resolve_data_dir(dataset)
 
 
