@@ -11,7 +11,7 @@ import typer
 def bench(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Benchmark: gaicd, fcdb or flms."),
     data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", help="Dataset folder (default: $AUTOCROP_DATA_DIR/<NAME>, config <dataset>_dir, ../shared/data/<NAME>)."
+        None, "--data-dir", help="Dataset folder (default: $AUTOCROP_<NAME>_DIR, $AUTOCROP_DATA_DIR/<NAME>, config <name>_dir, ../shared/data/<NAME>)."
     ),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model file (.safetensors); default: the packaged model."),
     split: str = typer.Option("test", "--split", help="Dataset split (GAICD/FCDB: test or train; FLMS: test)."),
