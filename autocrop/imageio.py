@@ -237,9 +237,16 @@ def read_info(image: Image.Image, path: Path) -> ImageInfo:
 
 
 def _decode(image: Image.Image, path: Path) -> None:
-    """Decode pixels, turning truncation/corruption into one-line InputErrors."""
+    """Decode pixels, turning truncation/corruption into one-line InputErrors.
+
+    PNG: Pillow does not check chunk CRCs while decoding (damaged data would decode as garbage), so
+    the file is first checked with ``Image.verify`` (CRCs of every chunk; cheap next to decoding).
+    """
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
+        if image.format == "PNG":
+            with Image.open(path) as check:
+                check.verify()
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.load()
@@ -454,8 +461,7 @@ def encode(image: Image.Image, fmt: str, quality: int = 95, exif: bytes | None =
         params.update(quality=int(quality), method=4)
     elif fmt == "PNG":
         params.update(compress_level=6)
-    elif fmt == "TIFF":
-        params.update(compression="tiff_lzw")
+    # TIFF: Pillow's own (uncompressed) writer; libtiff's compressed path cannot write EXIF sub-IFDs.
     if icc and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
         params["icc_profile"] = icc
     if exif_out:
