@@ -302,6 +302,7 @@ def load_reduced(path: str | Path, min_short_side: int) -> ReducedImage:
     """
     path = Path(path)
     image = open_image(path)
+    keep_open = False
     try:
         info = read_info(image, path)
         scale = 1.0
@@ -315,7 +316,8 @@ def load_reduced(path: str | Path, min_short_side: int) -> ReducedImage:
             reduced = orient(image, info.orientation)
         else:
             _decode(image, path)
-            full = orient(image, info.orientation)
+            full = _detached(image, orient(image, info.orientation))
+            keep_open = full is image
             factor = max(1, min(full.size) // min_short_side)
             scale = float(factor)
             reduced = _reduce(full, factor)
@@ -324,7 +326,21 @@ def load_reduced(path: str | Path, min_short_side: int) -> ReducedImage:
             rgb = image.copy()
         return ReducedImage(info=info, image=rgb, scale=float(scale), full=full)
     finally:
-        image.close()
+        if not keep_open:
+            image.close()
+
+
+def _detached(image: Image.Image, result: Image.Image) -> Image.Image:
+    """``result`` usable after ``image`` is closed: a copy only when it *is* a multi-frame ``image``.
+
+    A loaded single-frame image has released its file already, so it is returned as is (and must
+    then not be closed by the caller); this avoids copying large photos.
+    """
+    if result is not image:
+        return result
+    if getattr(image, "n_frames", 1) > 1 or not getattr(image, "_close_exclusive_fp_after_loading", True):
+        return image.copy()
+    return image
 
 
 def _reduce(image: Image.Image, factor: int) -> Image.Image:
@@ -343,15 +359,15 @@ def load_full(path: str | Path) -> tuple[Image.Image, ImageInfo]:
     """Decode ``path`` at full resolution, EXIF-oriented, in its stored pixel mode."""
     path = Path(path)
     image = open_image(path)
+    oriented: Image.Image | None = None
     try:
         info = read_info(image, path)
         _decode(image, path)
-        oriented = orient(image, info.orientation)
-        if oriented is image:
-            oriented = image.copy()
+        oriented = _detached(image, orient(image, info.orientation))
         return oriented, info
     finally:
-        image.close()
+        if oriented is not image:
+            image.close()
 
 
 # ----------------------------------------------------------------------------------------- encoding

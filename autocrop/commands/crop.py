@@ -52,8 +52,6 @@ def crop_command(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print timings and the model used.")] = False,
 ) -> None:
     """Find the best crops of each photo and write them as PHOTO.crop1.jpg, PHOTO.crop2.jpg, ..."""
-    from rich.console import Console
-
     from autocrop import config as config_module
     from autocrop import engine as eng
 
@@ -75,8 +73,8 @@ def crop_command(
     if options.out_dir is not None and not dry_run:
         _prepare_out_dir(options.out_dir)
 
-    human = Console(stderr=json_out, highlight=False, soft_wrap=False)
-    errors = Console(stderr=True, highlight=False)
+    human = _console(stderr=json_out)
+    errors = _console(stderr=True)
     model_path = settings.get("model", str(model) if model is not None else None) or None
     engine = eng.Engine(model=model_path, device=settings.get("device", device))
 
@@ -108,6 +106,15 @@ def crop_command(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
+def _console(stderr: bool) -> Any:
+    """A rich console; when not writing to a terminal, wide enough that paths are never cut."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    wide = None if stream.isatty() else 400
+    return Console(stderr=stderr, highlight=False, width=wide)
+
+
 def _prepare_out_dir(out_dir: Path) -> None:
     """Create ``--out`` and check that files can be created in it (raises InputError)."""
     if out_dir.exists() and not out_dir.is_dir():
@@ -124,15 +131,15 @@ def _print_result(console: Any, result: Any, specs: list[Any], dry_run: bool, ve
     from rich.table import Table
 
     several = len(specs) > 1
-    title = f"{result.source}  {result.width}x{result.height}, {result.candidates} views scored"
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    console.print(f"{result.source}  {result.width}x{result.height}, {result.candidates} views scored")
+    table = Table(show_edge=False, pad_edge=False)
     table.add_column("rank", justify="right")
     if several or specs[0].kind != "free":
         table.add_column("ratio")
     table.add_column("box x1,y1,x2,y2 (px)")
     table.add_column("size", justify="right")
     table.add_column("score", justify="right")
-    table.add_column("would write" if dry_run else "file")
+    table.add_column("would write" if dry_run else "file", overflow="fold")
     for crop in result.crops:
         row = [str(crop.rank)]
         if several or specs[0].kind != "free":
