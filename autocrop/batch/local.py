@@ -51,13 +51,15 @@ def run_local(
         try:
             pending.add(pool.submit(process_one, engine, first, dest))
             exhausted = False
-            while pending:
+            while True:
                 while not exhausted and fatal is None and len(pending) < window:
                     item = next(iterator, None)
                     if item is None:
                         exhausted = True
                         break
                     pending.add(pool.submit(process_one, engine, item, dest))
+                if not pending:
+                    break
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 drain(done)
                 if fatal is not None:
