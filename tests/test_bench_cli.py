@@ -203,3 +203,56 @@ def test_json_into_a_missing_folder_fails_before_the_run(model_file, tmp_path, c
                             "--json", str(target)], capsys)
     assert code != 0 and "does not exist" in _one_line_error(err)
     assert not target.exists()
+
+
+@needs_fcdb
+def test_flms_layout_built_from_fcdb_photos(model_file, tmp_path, capsys):
+    """FLMS in its public layout (.mat + image/), several ground truths per photo: best match counts."""
+    pytest.importorskip("scipy")
+    import numpy as np
+    from scipy.io import savemat
+
+    from autocrop.bench.datasets import load_fcdb_boxes
+
+    items = sorted(load_fcdb_boxes(FCDB, "test")[0], key=lambda i: i.name)[:3]
+    root = tmp_path / "FLMS"
+    (root / "image").mkdir(parents=True)
+    table = np.empty((len(items) + 1, 1), dtype=[("name", "O"), ("crops", "O")])
+    for i, item in enumerate(items):
+        os.symlink(item.path, root / "image" / item.name)
+        x1, y1, x2, y2 = item.gts[0]
+        crops = [[y1, x1, y2, x2], [0, 0, 5, 5], [-1, -1, -1, -1]]  # a far-off second truth, an invalid row
+        table[i, 0] = (np.array([item.name]), np.array(crops, dtype=np.float64))
+    table[len(items), 0] = (np.array(["gone.jpg"]), np.array([[0, 0, 10, 10]], dtype=np.float64))
+    savemat(str(root / "500_image_dataset.mat"), {"img_gt": table})
+
+    code, out, err = run_cli(["--dataset", "flms", "--data-dir", str(root), "--model", str(model_file),
+                              "--threads", "1", "--json", "-"], capsys)
+    assert code == 0, err
+    flms = json.loads(out)
+    assert flms["images"]["measured"] == 3 and flms["images"]["missing"] == 1
+    code, out, err = run_cli(["--dataset", "fcdb", "--data-dir", str(FCDB), "--model", str(model_file), "--limit", "3",
+                              "--threads", "1", "--json", "-"], capsys)
+    fcdb = json.loads(out)
+    assert [p["name"] for p in fcdb["per_image"]] == [i.name for i in items]
+    # the extra 5x5 truth never matches better, so FLMS figures equal the FCDB ones on the same photos
+    for method in ("model", "centre", "largest"):
+        assert flms["results"][method]["iou"] == pytest.approx(fcdb["results"][method]["iou"], abs=1e-6)
+
+
+@needs_gaicd
+def test_corrupt_photo_is_skipped_and_counted(model_file, tmp_path, capsys):
+    root = tmp_path / "GAICD"
+    (root / "annotations" / "test").mkdir(parents=True)
+    (root / "images" / "test").mkdir(parents=True)
+    names = sorted(p.stem for p in (GAICD / "annotations" / "test").glob("*.txt"))[1:3]
+    for name in names:
+        shutil.copyfile(GAICD / "annotations" / "test" / f"{name}.txt", root / "annotations" / "test" / f"{name}.txt")
+    os.symlink(GAICD / "images" / "test" / f"{names[0]}.jpg", root / "images" / "test" / f"{names[0]}.jpg")
+    (root / "images" / "test" / f"{names[1]}.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    code, out, err = run_cli(["--dataset", "gaicd", "--data-dir", str(root), "--model", str(model_file),
+                              "--threads", "1", "--json", "-"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["images"]["unreadable"] == 1 and report["images"]["unreadable_names"] == [names[1]]
+    assert report["images"]["measured"] == 1 and "could not be decoded" in err

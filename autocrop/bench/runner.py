@@ -23,7 +23,7 @@ from autocrop.bench.baselines import BASELINES, baseline_scores, baseline_top1
 from autocrop.bench.datasets import DATASETS, load_anchors, load_bench_dataset, split_training_items
 from autocrop.bench.metrics import box_metrics, gaicd_metrics
 from autocrop.bench.scoring import BenchScorer
-from autocrop.errors import AutocropError, DatasetError, InputError
+from autocrop.errors import DatasetError, InputError
 
 CANDIDATE_SETS = ("grid", "anchors")
 GAICD_MARGIN_KEYS = ("acc1_5", "acc5_mean", "acc1_10", "acc10_mean", "srcc", "pcc")
@@ -227,7 +227,7 @@ def run_bench(options: BenchOptions, scorer: BenchScorer | None = None, progress
         t0 = time.perf_counter()
         try:
             decoded = scorer.decode(item.path)
-        except AutocropError:
+        except InputError:  # unreadable / corrupt photo: skipped and counted
             unreadable.append(item.name)
             if progress:
                 progress(index + 1, len(evaluated))
