@@ -22,14 +22,14 @@ def batch_command(
     source: Annotated[Path, typer.Argument(help="Folder of photos (walked recursively by default).", show_default=False)],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder [default: SRC-autocrop beside SRC].")] = None,
     ratio: Annotated[Optional[list[str]], typer.Option("--ratio", "-r", help="Aspect ratio W:H, 'original' or 'free' (repeat or comma-separate for several).")] = None,
-    top: Annotated[int, typer.Option("--top", "-k", help="Crops per ratio and photo.")] = 1,
+    top: Annotated[Optional[int], typer.Option("--top", "-k", help="Crops per ratio and photo (config: 1).", show_default=False)] = None,
     size: Annotated[Optional[str], typer.Option("--size", help="Resize every crop to WIDTHxHEIGHT pixels.")] = None,
-    quality: Annotated[int, typer.Option("--quality", "-q", help="JPEG/WebP quality 1..100.")] = 95,
+    quality: Annotated[Optional[int], typer.Option("--quality", help="JPEG/WebP quality 1..100 (config: 95).", show_default=False)] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help="Output format jpeg|png|webp|tiff|bmp [default: the input's].")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Output file-name pattern, fields {stem} {rank} {ratio} {ext} {w} {h}.")] = None,
     preview: Annotated[bool, typer.Option("--preview", help="Also write <stem>.preview.png with the chosen boxes drawn.")] = False,
     model: Annotated[Optional[Path], typer.Option("--model", help="Weights file (.safetensors) [default: the packaged model].")] = None,
-    device: Annotated[str, typer.Option("--device", help="torch device for the local engine.")] = "cpu",
+    device: Annotated[Optional[str], typer.Option("--device", help="torch device for the local engine (config: cpu).", show_default=False)] = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk sub-folders.")] = True,
     include: Annotated[Optional[list[str]], typer.Option("--include", help="Only inputs whose name or relative path matches this glob (repeatable).")] = None,
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="Skip inputs/folders whose name or relative path matches this glob (repeatable).")] = None,
@@ -41,7 +41,7 @@ def batch_command(
     allow_inside_source: Annotated[bool, typer.Option("--allow-inside-source", help="Allow --out inside SRC (it is then skipped by the walk).")] = False,
     engine: Annotated[str, typer.Option("--engine", help="local (threads on this machine) or ray (a Ray cluster or a local Ray instance).")] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", envvar="RAY_ADDRESS", help="Ray cluster address (e.g. auto or ray://head:10001); none = start a local instance.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress output (the summary is still printed).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output (the summary is still printed).")] = False,
 ) -> None:
     """Crop a whole folder tree: mirrored output tree, JSONL manifest, resumable, parallel."""
     from autocrop.batch.run import BatchOptions, run_batch
@@ -75,9 +75,21 @@ def batch_command(
 
 
 def _engine_spec(ratio, top, size, quality, fmt, name, preview, model, device):  # type: ignore[no-untyped-def]
-    """Validate the crop options once, before any walking (one-line InputError on a bad value)."""
+    """Resolve the crop options like ``autocrop crop`` (command line > AUTOCROP_* > config file > defaults) and
+    validate them once, before any walking (one-line InputError on a bad value)."""
+    from autocrop import config as config_module
     from autocrop.batch.adapter import EngineSpec
     from autocrop.engine import parse_size
+
+    settings = config_module.load_config()
+    ratio = ratio if ratio else ([settings["ratio"]] if settings["ratio"] else None)
+    top = settings.get("top", top)
+    quality = settings.get("quality", quality)
+    fmt = settings.get("format", fmt) or None
+    name = settings.get("name", name) or None
+    device = settings.get("device", device)
+    model_text = settings.get("model", str(model) if model is not None else None) or None
+    model = Path(model_text) if model_text else None
 
     if model is not None and not Path(model).expanduser().is_file():
         raise InputError(f"{model}: model file not found")
