@@ -222,6 +222,9 @@ def run_bench(options: BenchOptions, scorer: BenchScorer | None = None, progress
     gts: list[np.ndarray] = []
     sizes: list[tuple[float, float]] = []
 
+    from autocrop.engine import FREE, Engine
+
+    grid_engine = Engine()  # candidate generation only (no model is loaded by it)
     loop_start = time.perf_counter()
     for index, item in enumerate(evaluated):
         t0 = time.perf_counter()
@@ -237,9 +240,7 @@ def run_bench(options: BenchOptions, scorer: BenchScorer | None = None, progress
         if dataset == "gaicd":
             boxes = item.boxes
         elif candidate_set == "grid":
-            from autocrop.candidates import grid_candidates
-
-            boxes = grid_candidates(width, height)
+            boxes = grid_engine.candidates(width, height, [FREE], item.path)[0]  # exactly `autocrop crop`'s views
         else:
             boxes = anchors * np.asarray([width, height, width, height], dtype=np.float64)
         t2 = time.perf_counter()
