@@ -505,7 +505,8 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None], overwrite: bool
         raise InputError(f"{path}: cannot write: {err.strerror or err}") from None
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        os.close(fd)
+        with open(tmp, "wb") as fh:  # by name, so that fh.name says which file is being written
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

@@ -78,6 +78,8 @@ def crop_command(
     model_path = settings.get("model", str(model) if model is not None else None) or None
     engine = eng.Engine(model=model_path, device=settings.get("device", device))
 
+    engine.preload()  # import torch + load the model while the first photo is decoded
+
     documents: list[dict[str, Any]] = []
     failed = 0
     for image in images:
@@ -94,6 +96,7 @@ def crop_command(
         documents.append(result.to_dict())
         if not quiet:
             _print_result(human, result, specs, dry_run, verbose)
+    engine.wait()
     if verbose and not quiet and engine.model_loaded:
         weights = getattr(engine.scorer, "weights_path", None)
         errors.print(f"model: {weights or 'untrained/in-memory'} on {engine.device}")
