@@ -60,12 +60,13 @@ def train_command(
         raise InputError(f"{out}: holds a checkpoint already; pass --resume to continue it or choose another --out")
 
     init_state = init_features = None
+    init_card: dict = {}
     config = ModelConfig(splitter=splitter, spatial=spatial, pairwise=pairwise)
     init_path = (init or _default_init()).expanduser()
     if not init_path.is_file():
         raise InputError(f"{init_path}: initial weights not found (pass --init)")
     if init_path.suffix == ".safetensors":
-        init_state, config, _ = load_weights(init_path)
+        init_state, config, init_card = load_weights(init_path)
         config = ModelConfig(**{**config.__dict__, "splitter": splitter, "spatial": spatial, "pairwise": pairwise})
     else:
         from autocrop.model.backbone import load_imagenet_features
@@ -100,7 +101,9 @@ def train_command(
         "datasets": list(data),
         "init": init_path.name,
         "gaicd_folds": {"folds": folds, "validation_fold": fold},
-        "training_images": splits.training_images,
+        # a fine-tuned model has also seen every image its starting model was trained on
+        "training_images": init_card.get("training_images", []) + splits.training_images,
+        "init_model": {k: init_card.get(k) for k in ("sha256", "datasets", "recipe", "validation")} if init_card else None,
         "validation_images": [{"dataset": s.dataset, "name": s.name} for s in splits.val],
         "skipped": splits.skipped,
     }
@@ -126,6 +129,8 @@ def train_command(
                     started[0] = time.perf_counter()
                 rate = step / max(time.perf_counter() - started[0], 1e-9)
                 progress.update(task, completed=step, total=total, loss=loss, rate=rate)
+                if not console.is_terminal and (step % max(1, total // 10) == 0 or step == total):
+                    console.print(f"  step {step}/{total}  loss {loss:.4f}  {rate:.1f} img/s", highlight=False)
 
             def on_epoch(stats) -> None:
                 progress.update(task, epoch=f"{stats.epoch + 2}/{epochs}" if stats.epoch + 1 < epochs else "done")

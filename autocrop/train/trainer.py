@@ -169,11 +169,16 @@ class Trainer:
             return loss
 
         # FCDB: listwise soft targets from IoU with the best crop + human-voted pairs
+        iou_target = torch.from_numpy(sample.iou_target)
+        if len(boxes) > r.crops_per_image:  # a random subset of the grid, always with the annotated crop (last)
+            pick = torch.randperm(len(boxes) - 1, generator=generator)[: r.crops_per_image - 1]
+            pick = torch.cat([pick, torch.tensor([len(boxes) - 1])])
+            boxes, iou_target = boxes[pick.numpy()], iou_target[pick]
         n_cand, n_pairs = len(boxes), len(pair_a)
         all_boxes = torch.from_numpy(np.concatenate([boxes, pair_a, pair_b], axis=0))
         out = self.net(image, all_boxes)
         scores = out.scores
-        loss = self.listwise_iou(scores[:n_cand], torch.from_numpy(sample.iou_target))
+        loss = self.listwise_iou(scores[:n_cand], iou_target)
         if n_pairs:
             s_a, s_b = scores[n_cand : n_cand + n_pairs], scores[n_cand + n_pairs :]
             q = torch.from_numpy(sample.pair_q)
