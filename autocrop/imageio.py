@@ -161,6 +161,15 @@ def _looks_like_heif(path: Path) -> bool:
     return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS
 
 
+def _avif_supported() -> bool:
+    from PIL import features
+
+    try:
+        return bool(features.check("avif"))
+    except (ValueError, KeyError):  # Pillow without the feature name
+        return False
+
+
 def _bomb_message(path: Path, width: int, height: int) -> str:
     return (
         f"{path}: {width}x{height} = {width * height} pixels exceeds the decompression-bomb limit of "
@@ -188,6 +197,8 @@ def open_image(path: str | Path) -> Image.Image:
     except UnidentifiedImageError:
         if _looks_like_heif(path) and not heif_available():
             raise InputError(f"{path}: {HEIF_HINT}") from None
+        if path.suffix.lower() == ".avif" and not _avif_supported():
+            raise InputError(f"{path}: this Pillow cannot read AVIF (upgrade to Pillow >= 11.3)") from None
         raise InputError(f"{path}: not an image, or a format autocrop cannot read") from None
     except OSError as err:
         raise InputError(f"{path}: cannot read: {err.strerror or err}") from None

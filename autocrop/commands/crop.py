@@ -26,28 +26,28 @@ RATIO_HELP = "Aspect ratio W:H of the crops (16:9, 4:5, 1.91:1), 'original' or '
 
 
 def crop_command(
-    images: Annotated[list[str], typer.Argument(help="Photos to crop (JPEG, PNG, WebP, TIFF, BMP, GIF, AVIF, HEIC*).",
+    images: Annotated[list[str], typer.Argument(metavar="IMAGE", help="Photos to crop (JPEG, PNG, WebP, TIFF, BMP, GIF, AVIF; HEIC with the heif extra).",
                                                 show_default=False)],
-    ratio: Annotated[Optional[list[str]], typer.Option("--ratio", "-r", help=RATIO_HELP, show_default=False)] = None,
-    top: Annotated[Optional[int], typer.Option("--top", "-k", help="Crops per photo and ratio (config: 1).",
+    ratio: Annotated[Optional[list[str]], typer.Option("--ratio", "-r", metavar="W:H", help=RATIO_HELP, show_default=False)] = None,
+    top: Annotated[Optional[int], typer.Option("--top", "-k", metavar="K", help="Crops per photo and ratio (config: 1).",
                                                show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Directory for the crops (default: beside each photo).",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="DIR", help="Directory for the crops (default: beside each photo).",
                                                 show_default=False)] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="File-name pattern; fields {stem} {rank} {ratio} {ext} {w} {h} "
+    name: Annotated[Optional[str], typer.Option("--name", metavar="PATTERN", help="File-name pattern; fields {stem} {rank} {ratio} {ext} {w} {h} "
                                                 "(default {stem}.crop{rank}.{ext}).", show_default=False)] = None,
-    size: Annotated[Optional[str], typer.Option("--size", help="Resize every crop to exactly WxH pixels "
+    size: Annotated[Optional[str], typer.Option("--size", metavar="WxH", help="Resize every crop to exactly WxH pixels "
                                                 "(implies --ratio W:H when no ratio is given).", show_default=False)] = None,
-    quality: Annotated[Optional[int], typer.Option("--quality", help="JPEG/WebP quality 1..100 (default 95).",
+    quality: Annotated[Optional[int], typer.Option("--quality", metavar="Q", help="JPEG/WebP quality 1..100 (default 95).",
                                                    show_default=False)] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", help="Output format jpeg|png|webp (default: the input's).",
+    fmt: Annotated[Optional[str], typer.Option("--format", metavar="FORMAT", help="Output format jpeg|png|webp (default: the input's).",
                                                show_default=False)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON on stdout (human output to stderr).")] = False,
     preview: Annotated[bool, typer.Option("--preview", help="Also write STEM.preview.png with the ranked boxes drawn.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Choose the crops and show the planned files; write nothing.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files (never the input).")] = False,
-    model: Annotated[Optional[Path], typer.Option("--model", help="Model weights (.safetensors); default: the packaged model.",
+    model: Annotated[Optional[Path], typer.Option("--model", metavar="FILE", help="Model weights (.safetensors); default: the packaged model.",
                                                   show_default=False)] = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="torch device (default cpu).", show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option("--device", metavar="DEVICE", help="torch device (default cpu).", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print timings and the model used.")] = False,
 ) -> None:
