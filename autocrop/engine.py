@@ -471,8 +471,7 @@ class Engine:
         image: RGB, EXIF-oriented, ``scale`` original pixels per image pixel. info: the original's facts
         (size in oriented pixels, format, path).
         """
-        specs = ratios if (ratios and isinstance(ratios, list) and isinstance(ratios[0], RatioSpec)) \
-            else parse_ratios(ratios)  # type: ignore[arg-type]
+        specs = _as_specs(ratios)
         top = check_top(top)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -512,7 +511,7 @@ class Engine:
         ext = imageio.output_suffix(fmt, result.source).lstrip(".")
         out_dir = options.out_dir if options.out_dir is not None else result.source.parent
         name = check_name_pattern(options.name)
-        slugs = {spec.label: spec.slug for spec in (ratios or [])}
+        slugs = {spec.label: spec.slug for spec in _as_specs(ratios)} if ratios else {}
         paths: list[Path] = []
         for crop in result.crops:
             if options.size is not None:
@@ -618,13 +617,16 @@ class Engine:
         out_dir = options.out_dir if options.out_dir is not None else result.source.parent
         return out_dir / f"{result.source.stem}.preview.png"
 
-    def run(self, path: str | Path, ratios: list[RatioSpec], top: int, options: OutputOptions,
+    def run(self, path: str | Path, ratios: list[RatioSpec] | list[str] | str | None, top: int, options: OutputOptions,
             dry_run: bool = False, preview: bool = False) -> CropResult:
         """analyze + plan + write (+ preview) for one photo, decoding each resolution at most once.
 
         The full-resolution decode happens before scoring, so that it overlaps with a model still
         loading in the background (see :meth:`preload`).
         """
+        ratios = _as_specs(ratios)
+        top = check_top(top)
+        options = check_options(options, ratios, top)
         if self._preloader is None:
             self.scorer  # noqa: B018 - load the model first, so that "decode" times decoding only
         start = time.perf_counter()
@@ -652,6 +654,13 @@ class Engine:
                     imageio.remove_quietly(p)
                 raise
         return result
+
+
+def _as_specs(ratios: list[RatioSpec] | list[str] | str | None) -> list[RatioSpec]:
+    """Ratio specs from specs, strings ("16:9", "16:9,1:1", "original") or None (free crops)."""
+    if isinstance(ratios, (list, tuple)) and ratios and all(isinstance(r, RatioSpec) for r in ratios):
+        return list(ratios)  # type: ignore[arg-type]
+    return parse_ratios(ratios)  # type: ignore[arg-type]
 
 
 def _peek_input_short_side(model_path: Path | None) -> int | None:

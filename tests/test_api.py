@@ -116,6 +116,10 @@ def test_engine_hooks_for_batch(tmp_path: Path, gaicd_images: list[Path], fake_s
     # brightest, most central crop wins with the fake scorer: check the choice really follows the scores
     best = result.crops[0]
     assert best.score == max(c.score for c in result.crops)
+    planned = engine.run(gaicd_images[0], "16:9,1:1", 1, OutputOptions(out_dir=tmp_path / "new"), dry_run=True)
+    assert [c.path.name for c in planned.crops] == [f"{gaicd_images[0].stem}.16x9.crop1.jpg",
+                                                    f"{gaicd_images[0].stem}.1x1.crop1.jpg"]
+    assert not (tmp_path / "new").exists()
 
 
 def test_parse_ratio() -> None:
