@@ -38,8 +38,11 @@ def grid_candidates(
 
 # ------------------------------------------------------------------------------ ratio-constrained views
 
-RATIO_SIZES = 8  # crop sizes between the smallest and the largest crop of the asked ratio
-POSITION_STEP = 1 / 24  # spacing of crop positions, as a fraction of the image's long side
+# 6 sizes x positions every 1/16 of the long side: ~90..260 views per ratio, as dense as GAIC's grid
+# (12 bins). Denser grids cost forward time (~0.05 ms per view for the GAIC head, ~0.23 ms with the
+# spatial-aware head, 1 CPU thread) without measurably different picks.
+RATIO_SIZES = 6  # crop sizes between the smallest and the largest crop of the asked ratio
+POSITION_STEP = 1 / 16  # spacing of crop positions, as a fraction of the image's long side
 
 
 def reduce_ratio(ratio_w: int, ratio_h: int) -> tuple[int, int]:

@@ -95,7 +95,7 @@ def crop_command(
             continue
         documents.append(result.to_dict())
         if not quiet:
-            _print_result(human, result, specs, dry_run, verbose)
+            _print_result(human, result, specs, top_value, dry_run, verbose)
     engine.wait()
     if verbose and not quiet and engine.model_loaded:
         weights = getattr(engine.scorer, "weights_path", None)
@@ -130,7 +130,7 @@ def _prepare_out_dir(out_dir: Path) -> None:
         raise InputError(f"{out_dir}: output directory is not writable")
 
 
-def _print_result(console: Any, result: Any, specs: list[Any], dry_run: bool, verbose: bool) -> None:
+def _print_result(console: Any, result: Any, specs: list[Any], top: int, dry_run: bool, verbose: bool) -> None:
     from rich.table import Table
 
     several = len(specs) > 1
@@ -151,6 +151,10 @@ def _print_result(console: Any, result: Any, specs: list[Any], dry_run: bool, ve
                 str(crop.path) if crop.path is not None else "-"]
         table.add_row(*row)
     console.print(table)
+    for spec in specs:
+        found = sum(1 for crop in result.crops if crop.ratio == spec.label)
+        if found < top:
+            console.print(f"note: only {found} distinct {spec.label} crop(s) fit this photo (asked for {top})")
     if result.preview is not None:
         console.print(f"preview: {result.preview}")
     if verbose:
