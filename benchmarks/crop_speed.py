@@ -11,8 +11,8 @@
    (process start, torch import, model load, analysis, full decode, 3 JPEG writes); median over
    ``--cmd-runs`` (floor: <= 3 s). Reference in the same run: ``python -c "import torch"``.
 
-Without a packaged model (autocrop/weights/default.safetensors) an untrained model of the default
-configuration is used; its speed is the same as a trained one of that configuration.
+Without a packaged model (autocrop/weights/default.safetensors), or with ``--untrained-config``, an
+untrained model is used; its speed is the same as a trained one of that configuration.
 """
 
 from __future__ import annotations
@@ -48,19 +48,20 @@ def make_big_jpeg(source: Path, target: Path) -> None:
         im.convert("RGB").resize((6000, 4000), Image.Resampling.BICUBIC).save(target, quality=90)
 
 
-def model_path(requested: str | None, workdir: Path) -> tuple[Path, str]:
+def model_path(requested: str | None, workdir: Path, untrained_config: str | None) -> tuple[Path, str]:
     if requested:
         return Path(requested), "given"
     packaged = REPO / "autocrop" / "weights" / "default.safetensors"
-    if packaged.is_file():
+    if packaged.is_file() and untrained_config is None:
         return packaged, "packaged default"
-    from autocrop.model import ViewScorer
+    from autocrop.model import ModelConfig, ViewScorer
     from autocrop.model.weights import save_weights
 
-    scorer = ViewScorer.untrained()
+    config = ModelConfig.from_dict(json.loads(untrained_config or "{}"))
+    scorer = ViewScorer.untrained(config=config)
     path = workdir / "untrained.safetensors"
     save_weights(path, scorer.net.state_dict(), scorer.config, {"name": "untrained (benchmark)", "training_images": []})
-    return path, "untrained, default config"
+    return path, f"untrained, config {untrained_config or 'default'}"
 
 
 def median_ms(values: list[float]) -> float:
@@ -132,6 +133,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15, help="warm analysis runs (>= 10)")
     parser.add_argument("--cmd-runs", type=int, default=5, help="whole-command runs (>= 5)")
     parser.add_argument("--model", default=None, help="model file (default: packaged, else untrained)")
+    parser.add_argument("--untrained-config", default=None,
+                        help='JSON ModelConfig fields for an untrained model, e.g. \'{"spatial": true}\'')
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON too")
     args = parser.parse_args()
     if args.runs < 10 or args.cmd_runs < 5:
@@ -140,7 +143,7 @@ def main() -> None:
         workdir = Path(tmp)
         big = workdir / "big.jpg"
         make_big_jpeg(args.source or default_source(), big)
-        model, model_kind = model_path(args.model, workdir)
+        model, model_kind = model_path(args.model, workdir, args.untrained_config)
         analysis = bench_analysis(big, model, args.runs)
         command = bench_command(big, model, args.cmd_runs, workdir)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
