@@ -48,8 +48,14 @@ def test_scorer_scores_each_box_and_is_order_independent(photo, config):
 
 def test_weights_roundtrip_and_card(tmp_path, photo):
     config = ModelConfig(splitter=True, spatial=True, pairwise=True)
-    scorer = ViewScorer.untrained(seed=3, config=config)
-    card = save_weights(tmp_path / "m.safetensors", scorer.net.state_dict(), config, {"name": "t", "training_images": []})
+    import torch
+
+    from autocrop.model.network import ViewRankingNet
+
+    torch.manual_seed(3)
+    net = ViewRankingNet(config)
+    card = save_weights(tmp_path / "m.safetensors", net.state_dict(), config, {"name": "t", "training_images": []})
+    scorer = ViewScorer(net, {})  # folds BatchNorm in place: save first
     assert card["config"]["spatial"] is True and len(card["sha256"]) == 64
     loaded = load_scorer(tmp_path / "m.safetensors")
     assert loaded.config == config
@@ -60,9 +66,10 @@ def test_weights_roundtrip_and_card(tmp_path, photo):
 
 
 def test_damaged_or_mismatched_weights_give_one_line_errors(tmp_path):
-    scorer = ViewScorer.untrained()
+    from autocrop.model.network import ViewRankingNet
+
     path = tmp_path / "m.safetensors"
-    save_weights(path, scorer.net.state_dict(), scorer.config, {"name": "t"})
+    save_weights(path, ViewRankingNet(ModelConfig()).state_dict(), ModelConfig(), {"name": "t"})
     data = bytearray(path.read_bytes())
     data[-10] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -85,3 +92,27 @@ def test_packaged_model_loads_offline_and_matches_card():
     assert scorer.card["sha256"] == sha256_of(PACKAGED_WEIGHTS)
     assert PACKAGED_WEIGHTS.stat().st_size <= 15 * 1024 * 1024
     assert scorer.card["training_images"], "the model card must list every training image"
+
+
+def test_batchnorm_folding_keeps_outputs():
+    import copy
+
+    import torch
+
+    from autocrop.model.fuse import fold_batchnorm
+    from autocrop.model.network import ViewRankingNet
+
+    torch.manual_seed(0)
+    net = ViewRankingNet(ModelConfig()).eval()
+    for module in net.modules():  # non-trivial BN statistics
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    fused = copy.deepcopy(net)
+    fold_batchnorm(fused.features)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.features.modules())
+    image, boxes = torch.randn(1, 3, 128, 192), torch.tensor([[0.0, 0.0, 192.0, 128.0], [20.0, 10.0, 150.0, 120.0]])
+    with torch.no_grad():
+        torch.testing.assert_close(fused(image, boxes).scores, net(image, boxes).scores, rtol=1e-4, atol=1e-5)

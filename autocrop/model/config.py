@@ -30,7 +30,7 @@ class ModelConfig:
     dropout: float = 0.3
     splitter: bool = False
     spatial: bool = False
-    spatial_size: int = 32
+    spatial_size: int = 16
     spatial_dim: int = 256
     pairwise: bool = False
 

@@ -123,7 +123,8 @@ class ViewRankingNet(nn.Module):
             self.image_learner = nn.Sequential(
                 nn.Linear(agg_ch, config.embed_dim), nn.ReLU(inplace=True), nn.Linear(config.embed_dim, 1)
             )
-        self.reduce = nn.Sequential(nn.Conv2d(agg_ch, config.reduced_dim, 1), nn.ReLU(inplace=True))
+        # linear reduction: a ReLU here can die and collapse every crop to one score (seen with smooth-L1 alone)
+        self.reduce = nn.Conv2d(agg_ch, config.reduced_dim, 1)
         a = config.align_size
         self.region_fc = nn.Sequential(
             nn.Linear(2 * config.reduced_dim * a * a, config.fc_dim),

@@ -48,7 +48,10 @@ class ViewScorer:
     def __init__(
         self, net: "ViewRankingNet", card: dict, weights_path: Path | None = None, device: str = "cpu"
     ) -> None:
+        from autocrop.model.fuse import fold_batchnorm
+
         self.net = net.eval().to(device)
+        fold_batchnorm(self.net.features)  # inference only: BatchNorm folded into the convolutions
         self.card = card
         self.weights_path = weights_path
         self.device = device

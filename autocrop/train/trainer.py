@@ -84,7 +84,13 @@ class Trainer:
         torch.manual_seed(recipe.seed)
         self.net = ViewRankingNet(config)
         if init_state is not None:
-            self.net.load_state_dict(init_state, strict=False)
+            from autocrop.errors import ModelError
+            from autocrop.model.weights import TRAINING_ONLY_PREFIXES
+
+            result = self.net.load_state_dict(init_state, strict=False)
+            missing = [k for k in result.missing_keys if not k.startswith(TRAINING_ONLY_PREFIXES)]
+            if missing or result.unexpected_keys:
+                raise ModelError(f"initial model does not match the config (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
         elif init_features is not None:
             from autocrop.model.network import load_backbone_weights
 
