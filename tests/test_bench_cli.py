@@ -23,13 +23,17 @@ needs_fcdb = pytest.mark.skipif(not (FCDB / "cropping_testing_set.json").is_file
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
     """A real model file (random head) whose card lists one GAICD image as a training image."""
-    from autocrop.model import ViewScorer
+    import torch
+
+    from autocrop.model import ModelConfig
+    from autocrop.model.network import ViewRankingNet
     from autocrop.model.weights import save_weights
 
-    scorer = ViewScorer.untrained(seed=0)
+    torch.manual_seed(0)
+    net = ViewRankingNet(ModelConfig())  # a training-layout network, as `autocrop train` saves it
     path = tmp_path_factory.mktemp("model") / "untrained.safetensors"
     card = {"name": "untrained-test", "training_images": [{"dataset": "gaicd", "name": "212000.jpg"}]}
-    save_weights(path, scorer.net.state_dict(), scorer.config, card)
+    save_weights(path, net.state_dict(), net.config, card)
     return path
 
 
