@@ -68,12 +68,16 @@ def model_file(work: Path, given: str | None) -> str | None:
 
     if PACKAGED_WEIGHTS.is_file():
         return None
-    from autocrop.model import ViewScorer
+    import torch
+
+    from autocrop.model import ModelConfig
+    from autocrop.model.network import ViewRankingNet
     from autocrop.model.weights import save_weights
 
-    scorer = ViewScorer.untrained()
+    torch.manual_seed(0)
+    net = ViewRankingNet(ModelConfig())  # training layout, as `autocrop train` saves it
     path = work / "untrained.safetensors"
-    save_weights(path, scorer.net.state_dict(), scorer.config, {"name": "untrained (benchmark)", "training_images": []})
+    save_weights(path, net.state_dict(), net.config, {"name": "untrained (benchmark)", "training_images": []})
     print("note: packaged model missing; using an untrained model of the same architecture", file=sys.stderr)
     return str(path)
 
