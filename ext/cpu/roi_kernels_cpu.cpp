@@ -12,9 +12,12 @@
 // Coordinates are computed in the input dtype with the same operation order as the reference, so
 // float32 results agree to rounding of the final sums.
 
-#include <ATen/ATen.h>
+// Only the headers used (per-operator headers instead of <ATen/ATen.h>) keep the build short.
+#define TORCH_ASSERT_ONLY_METHOD_OPERATORS
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <cmath>
