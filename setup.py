@@ -29,7 +29,7 @@ def _extension_kwargs() -> dict:
     extension = CppExtension(
         name="autocrop._C",
         sources=sources,
-        extra_compile_args=["-O3", "-fvisibility=hidden"] if os.name != "nt" else ["/O2"],
+        extra_compile_args=["-O3", "-g0", "-fvisibility=hidden"] if os.name != "nt" else ["/O2"],
     )
     return {"ext_modules": [extension], "cmdclass": {"build_ext": BuildExtension}}
 

@@ -31,12 +31,17 @@ def empty_config(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
     """A real (untrained) model written with its card, as ``autocrop train`` would."""
-    from autocrop.model import ViewScorer
+    import torch
+
+    from autocrop.model import ModelConfig
+    from autocrop.model.network import ViewRankingNet
     from autocrop.model.weights import save_weights
 
-    scorer = ViewScorer.untrained(seed=0)
+    torch.manual_seed(0)
+    config = ModelConfig()
+    net = ViewRankingNet(config)  # an unfolded network, as the trainer saves it
     path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_weights(path, scorer.net.state_dict(), scorer.config, {"name": "doctor test model", "autocrop_version": "9.9"})
+    save_weights(path, net.state_dict(), config, {"name": "doctor test model", "autocrop_version": "9.9"})
     return path
 
 

@@ -17,6 +17,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
@@ -164,10 +165,10 @@ at::Tensor align_forward(const at::Tensor& features_in, const at::Tensor& rois_i
   const int64_t channels = features.size(1), height = features.size(2), width = features.size(3);
   const int64_t num_rois = rois.size(0);
   const int64_t oh = g.pooled_height, ow = g.pooled_width, s = g.sampling_ratio;
-  at::Tensor output = at::zeros({num_rois, channels, oh, ow}, features.options());
   if (num_rois == 0 || channels == 0 || height == 0 || width == 0) {
-    return output;
+    return at::zeros({num_rois, channels, oh, ow}, features.options());
   }
+  at::Tensor output = at::empty({num_rois, channels, oh, ow}, features.options());  // every bin is written below
   const std::vector<int64_t> batch = batch_indices(rois, features.size(0));
   const int64_t samples = oh * s * ow * s;
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, channels * samples));
