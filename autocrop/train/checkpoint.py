@@ -10,11 +10,18 @@ import torch
 from autocrop.model.weights import _atomic_write_bytes
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, progress: dict) -> None:
-    """Write ``path`` (.safetensors: ``model.*`` and ``optim.<group>.<param>.<state>`` tensors) and ``path.json``."""
+def save_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    progress: dict,
+    extra: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write ``path`` (.safetensors: ``model.*``, ``optim.<param>.<state>``, ``extra.*`` tensors) and ``path.json``."""
     from safetensors.torch import save
 
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors.update({f"extra.{k}": v.detach().contiguous().cpu() for k, v in (extra or {}).items()})
     opt_state = optimizer.state_dict()
     for index, state in opt_state["state"].items():
         for key, value in state.items():
@@ -26,8 +33,8 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     _atomic_write_bytes(path.with_suffix(".json"), (json.dumps(progress, indent=1) + "\n").encode())
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    """Restore model and optimizer from :func:`save_checkpoint` files; returns the progress dict."""
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """Restore model and optimizer from :func:`save_checkpoint` files; returns (progress, extra tensors)."""
     from safetensors.torch import load_file
 
     tensors = load_file(str(path))
@@ -43,4 +50,5 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     for group, saved in zip(opt_state["param_groups"], progress["param_groups"]):
         groups.append({**saved, "params": group["params"]})
     optimizer.load_state_dict({"state": state, "param_groups": groups})
-    return progress
+    extra = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
+    return progress, extra

@@ -46,6 +46,7 @@ class Recipe:
     jitter: float = 0.2
     seed: int = 0
     select_metric: str = "auto"
+    swa_start: int | None = 4  # average the weights of epochs >= swa_start (0-based); None: no averaging
 
 
 @dataclass
@@ -111,6 +112,8 @@ class Trainer:
         self.listwise_iou = L.ListwiseTop1Loss(FCDB_IOU_TEMPERATURE)
         self.pair_bce = L.PairwiseBCELoss()
         self.consistency = L.RankConsistencyLoss()
+        self.swa_state: dict[str, torch.Tensor] | None = None
+        self.swa_count = 0
         self.history: list[dict] = []
         self.best_score = -math.inf
         self.start_epoch = 0
@@ -124,7 +127,9 @@ class Trainer:
         """Continue from ``out/last.safetensors`` when it exists; returns whether it did."""
         if not self.last_checkpoint.is_file():
             return False
-        progress = load_checkpoint(self.last_checkpoint, self.net, self.optimizer)
+        progress, extra = load_checkpoint(self.last_checkpoint, self.net, self.optimizer)
+        self.swa_count = int(progress.get("swa_count", 0))
+        self.swa_state = {k[len("swa.") :]: v for k, v in extra.items() if k.startswith("swa.")} or None
         self.start_epoch = int(progress["epoch"]) + 1
         self.history = progress["history"]
         self.best_score = float(progress["best_score"])
@@ -239,27 +244,55 @@ class Trainer:
         best_card: dict = {}
         for epoch in range(self.start_epoch, self.recipe.epochs):
             stats = self.train_epoch(epoch, on_step)
-            stats.metrics = validate(self.net, self.val_samples) if self.val_samples else {}
+            self._update_swa(epoch)
+            model = self.evaluation_model()
+            stats.metrics = validate(model, self.val_samples) if self.val_samples else {}
             self.history.append(asdict(stats))
             score = _selection_score(stats.metrics, self.recipe.select_metric) if stats.metrics else float(epoch)
             if score > self.best_score:
                 self.best_score = score
-                best_card = self._save_best(card, stats)
+                best_card = self._save_best(card, stats, model)
             progress = {
                 "epoch": epoch,
                 "history": self.history,
                 "best_score": self.best_score,
                 "mos_mean": self.mos_mean,
                 "mos_std": self.mos_std,
+                "swa_count": self.swa_count,
                 "recipe": asdict(self.recipe),
                 "config": asdict(self.config),
             }
-            save_checkpoint(self.last_checkpoint, self.net, self.optimizer, progress)
+            extra = {f"swa.{k}": v for k, v in (self.swa_state or {}).items()}
+            save_checkpoint(self.last_checkpoint, self.net, self.optimizer, progress, extra)
             if on_epoch:
                 on_epoch(stats)
         return best_card
 
-    def _save_best(self, card: dict, stats: EpochStats) -> dict:
+    def _update_swa(self, epoch: int) -> None:
+        """Running mean of the weights of epochs >= ``swa_start`` (stochastic weight averaging)."""
+        start = self.recipe.swa_start
+        if start is None or epoch < min(start, self.recipe.epochs - 1):
+            return
+        current = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        if self.swa_state is None:
+            self.swa_state, self.swa_count = current, 1
+            return
+        self.swa_count += 1
+        for key, value in current.items():
+            if value.is_floating_point():
+                self.swa_state[key] += (value - self.swa_state[key]) / self.swa_count
+            else:
+                self.swa_state[key] = value
+
+    def evaluation_model(self) -> torch.nn.Module:
+        """The network whose weights are validated and saved: the weight average once it exists."""
+        if self.swa_state is None:
+            return self.net
+        model = ViewRankingNet(self.config)
+        model.load_state_dict(self.swa_state)
+        return model
+
+    def _save_best(self, card: dict, stats: EpochStats, model: torch.nn.Module) -> dict:
         card = dict(card)
         card.update(
             recipe=asdict(self.recipe),
@@ -268,4 +301,4 @@ class Trainer:
             history=self.history,
             mos_standardization={"mean": self.mos_mean, "std": self.mos_std},
         )
-        return save_weights(self.out / "best.safetensors", self.net.state_dict(), self.config, card)
+        return save_weights(self.out / "best.safetensors", model.state_dict(), self.config, card)

@@ -1,0 +1,60 @@
+"""Package a trained model as the default: copy RUN/best.safetensors to autocrop/weights/default.safetensors
+and write its card with the cross-validation and ablation figures measured by the same trainer.
+
+    python benchmarks/package_model.py runs/final --cv runs/cv0 runs/cv1 ... --ablation runs/abl0_gaic ...
+
+Figures are each run's LAST epoch on its held-out GAICD fold (see summarize_runs.py for why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from autocrop.model.weights import PACKAGED_WEIGHTS, card_path_for, sha256_of
+
+KEYS = ("acc1_5", "acc5", "acc1_10", "acc10", "srcc", "pcc")
+
+
+def last_metrics(run: Path) -> dict:
+    progress = json.loads((run / "last.json").read_text())
+    last = progress["history"][-1]
+    return {"run": run.name, "epoch": last["epoch"] + 1, **{k: round(last["metrics"][k], 4) for k in KEYS}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--cv", type=Path, nargs="+", default=[])
+    parser.add_argument("--ablation", type=Path, nargs="*", default=[])
+    parser.add_argument("--ablation-note", default="")
+    args = parser.parse_args()
+
+    source = args.run / "best.safetensors"
+    card = json.loads(card_path_for(source).read_text())
+    if card["sha256"] != sha256_of(source):
+        raise SystemExit(f"{source}: sha256 does not match its card")
+    folds = [last_metrics(run) for run in args.cv]
+    if folds:
+        mean = {k: round(sum(f[k] for f in folds) / len(folds), 4) for k in KEYS}
+        card["cross_validation"] = {
+            "protocol": "GAICD images of ../shared/data split into 5 fixed folds (seed 0); each fold validated by a model "
+            "trained on the other 4 folds with the packaged recipe; last epoch, GAIC protocol (autocrop.bench.metrics)",
+            "folds": folds,
+            "mean": mean,
+        }
+    if args.ablation:
+        card["ablation"] = {"note": args.ablation_note, "rows": [last_metrics(run) for run in args.ablation]}
+    PACKAGED_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, PACKAGED_WEIGHTS)
+    card["weights_file"] = PACKAGED_WEIGHTS.name
+    card_path_for(PACKAGED_WEIGHTS).write_text(json.dumps(card, indent=1) + "\n")
+    print(f"packaged {PACKAGED_WEIGHTS} ({PACKAGED_WEIGHTS.stat().st_size / 1e6:.1f} MB, sha256 {card['sha256'][:12]}...)")
+    if folds:
+        print("cross-validation mean:", card["cross_validation"]["mean"])
+
+
+if __name__ == "__main__":
+    main()
