@@ -46,7 +46,7 @@ class Recipe:
     jitter: float = 0.2
     seed: int = 0
     select_metric: str = "auto"
-    swa_start: int | None = 4  # average the weights of epochs >= swa_start (0-based); None: no averaging
+    swa_start: int | None = None  # average the weights of epochs >= swa_start (0-based); None: no averaging
 
 
 @dataclass
