@@ -139,7 +139,10 @@ class Cropper:
                                                    decoded.image, str(image))
         else:
             pixels = imageio.to_rgb(image)
-            width, height, scale, label = pixels.width, pixels.height, 1.0, "image"
+            width, height, label = pixels.width, pixels.height, "image"
+            # the same integer box-average reduction as decoding a (non-JPEG) file, so both score alike
+            factor = max(1, min(width, height) // self.engine.input_short_side)
+            pixels, scale = imageio._reduce(pixels, factor), float(factor)
         arr = _checked_boxes(arr, width, height, label)
         return self.engine.score_boxes(pixels, (arr / scale).astype(np.float32))
 
