@@ -73,12 +73,16 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     packaged = REPO / "autocrop" / "weights" / "default.safetensors"
     if packaged.is_file():
         return packaged
-    from autocrop.model import ViewScorer
+    import torch
+
+    from autocrop.model import ModelConfig
+    from autocrop.model.network import ViewRankingNet
     from autocrop.model.weights import save_weights
 
-    scorer = ViewScorer.untrained(seed=0)
+    torch.manual_seed(0)
+    net = ViewRankingNet(ModelConfig())  # training layout (ViewScorer folds BatchNorm, so save before wrapping)
     path = tmp_path_factory.mktemp("model") / "untrained.safetensors"
-    save_weights(path, scorer.net.state_dict(), scorer.config, {"name": "untrained (tests)", "training_images": []})
+    save_weights(path, net.state_dict(), net.config, {"name": "untrained (tests)", "training_images": []})
     return path
 
 
