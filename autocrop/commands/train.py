@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from autocrop.errors import DatasetError, InputError
+from autocrop.errors import InputError
 
 IMAGENET_FILE = "mobilenet_v2-b0353104.pth"
 
@@ -40,6 +40,8 @@ def train_command(
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads (default: all cores).")] = None,
 ) -> None:
     """Train a ranking model. Never reads FCDB test images; validation is a GAICD fold and/or 10% of FCDB train."""
+    import time
+
     import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -120,8 +122,6 @@ def train_command(
     try:
         with Progress(*columns, console=console, transient=False) as progress:
             task = progress.add_task("train", total=None, epoch="-", loss=0.0, rate=0.0)
-            import time
-
             started = [time.perf_counter()]
 
             def on_step(step: int, total: int, loss: float) -> None:
@@ -150,4 +150,4 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
 
 
-__all__ = ["register", "train_command", "DatasetError"]
+__all__ = ["register", "train_command"]

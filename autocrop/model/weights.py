@@ -88,8 +88,6 @@ def load_weights(path: str | Path, verify: bool = True) -> tuple[dict, ModelConf
         raise ModelError(f"{path}: sha256 does not match its model card {card_file.name} (damaged or replaced file)")
     try:
         tensors = load_bytes(data)
-        from safetensors import safe_open  # noqa: F401  (metadata read below)
-
         metadata = _read_metadata(data)
     except (SafetensorError, ValueError, OSError) as err:
         raise ModelError(f"{path}: not a valid safetensors model file ({err})") from None

@@ -87,9 +87,12 @@ def build_splits(
             splits.skipped["fcdb_missing"] = missing
             splits.skipped["fcdb_unreadable"] = broken
         else:
-            root = resolve_data_dir("gaicd", data_dir if len(datasets) == 1 or key != "gaicd" else None) if key == "gaicd" else Path(name)
-            if key != "gaicd" and not root.is_dir():
-                raise DatasetError(f"{root}: data path does not exist")
+            if key == "gaicd":
+                root = resolve_data_dir("gaicd", data_dir if len(datasets) == 1 else None)
+            else:  # a folder in GAICD layout
+                root = Path(name)
+                if not root.is_dir():
+                    raise DatasetError(f"{root}: data path does not exist")
             images, missing = load_gaicd(root, "test" if (root / "annotations" / "test").is_dir() else "train")
             images = images[:limit] if limit else images
             fold_of = gaicd_folds([im.name for im in images], folds) if fold is not None else [None] * len(images)
