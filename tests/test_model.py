@@ -116,3 +116,26 @@ def test_batchnorm_folding_keeps_outputs():
     image, boxes = torch.randn(1, 3, 128, 192), torch.tensor([[0.0, 0.0, 192.0, 128.0], [20.0, 10.0, 150.0, 120.0]])
     with torch.no_grad():
         torch.testing.assert_close(fused(image, boxes).scores, net(image, boxes).scores, rtol=1e-4, atol=1e-5)
+
+
+def test_flip_tta_averages_the_photo_and_its_mirror():
+    import dataclasses
+
+    import torch
+
+    from autocrop.model.network import ViewRankingNet
+
+    torch.manual_seed(0)
+    config = ModelConfig(splitter=True, spatial=True, pairwise=True)
+    net = ViewRankingNet(config).eval()
+    image = torch.randn(1, 3, 128, 192)
+    boxes = torch.tensor([[0.0, 0.0, 192.0, 128.0], [20.0, 10.0, 150.0, 120.0], [60.0, 5.0, 190.0, 100.0]])
+    mirrored = torch.stack([192 - boxes[:, 2], boxes[:, 1], 192 - boxes[:, 0], boxes[:, 3]], dim=1)
+    with torch.no_grad():
+        plain = net.predict(image, boxes)
+        torch.testing.assert_close(plain, net(image, boxes).scores)
+        expected = 0.5 * (net(image, boxes).scores + net(image.flip(-1), mirrored).scores)
+        net.config = dataclasses.replace(config, flip_tta=True)
+        averaged = net.predict(image, boxes)
+    torch.testing.assert_close(averaged, expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(averaged, plain)  # the mirror really contributes

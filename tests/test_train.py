@@ -71,6 +71,7 @@ def test_train_command_writes_model_and_card(tmp_path):
     card = json.loads((out / "best.json").read_text())
     assert {"srcc", "acc1_5"} <= set(card["validation"])
     assert len(card["training_images"]) == 4 and card["training_images"][0]["dataset"] == "gaicd"
+    assert (out / "final.safetensors").is_file()  # the last epoch's model, which cross-validation reports
     # running again into the same folder without --resume refuses instead of overwriting
     again = CliRunner().invoke(app, args)
     assert again.exit_code != 0
@@ -82,3 +83,67 @@ def test_train_command_rejects_missing_data_path(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--init", str(IMAGENET)])
     assert exit_info.value.code != 0
+
+
+@needs_data
+def test_training_samples_see_the_pixels_the_engine_scores():
+    """Validation figures are those of the deployed path: same decode, resize and box scaling."""
+    import torch
+
+    from autocrop.api import Cropper
+    from autocrop.data import load_gaicd
+    from autocrop.model.config import ModelConfig
+    from autocrop.model.scorer import ViewScorer
+    from autocrop.train.samples import gaicd_sample
+    from autocrop.train.validate import predict
+
+    image = load_gaicd(DATA / "GAICD", "test")[0][0]
+    scorer = ViewScorer.untrained(config=ModelConfig(splitter=True, spatial=True))
+    sample = gaicd_sample(image, scorer.config)
+    expected = Cropper(scorer=scorer).score(image.path, image.boxes)
+    with torch.no_grad():
+        np.testing.assert_allclose(predict(scorer.net, sample), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_random_rescale_scales_image_and_boxes_alike():
+    import torch
+
+    from autocrop.train.augment import random_rescale
+
+    image = torch.rand(1, 3, 100, 150)
+    image, scale = random_rescale(image, torch.Generator().manual_seed(1), 0.2)
+    h, w = image.shape[-2:]
+    assert 80 <= h <= 120 and abs(w / 150 - h / 100) < 0.02  # one factor for both sides
+    np.testing.assert_allclose(scale, [w / 150, h / 100, w / 150, h / 100], rtol=1e-6)
+    assert abs(scale[0] - 1.0) > 1e-3  # seed 1 does not draw exactly 1
+
+
+def test_model_soup_averages_weights_and_merges_cards(tmp_path):
+    import torch
+
+    from autocrop.errors import ModelError
+    from autocrop.model.config import ModelConfig
+    from autocrop.model.network import ViewRankingNet
+    from autocrop.model.weights import load_weights, save_weights
+    from autocrop.train.soup import average_model_files
+
+    config = ModelConfig()
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        card = {"name": "t", "recipe": {"seed": seed}, "validation": {"srcc": 0.5},
+                "training_images": [{"dataset": "gaicd", "name": "a"}, {"dataset": "gaicd", "name": f"s{seed}"}]}
+        paths.append(tmp_path / f"m{seed}.safetensors")
+        save_weights(paths[-1], ViewRankingNet(config).state_dict(), config, card)
+    card = average_model_files(paths, tmp_path / "soup.safetensors")
+    tensors, loaded_config, _ = load_weights(tmp_path / "soup.safetensors")
+    a, b = load_weights(paths[0])[0], load_weights(paths[1])[0]
+    key = "score_head.weight"
+    torch.testing.assert_close(tensors[key], 0.5 * (a[key] + b[key]))
+    assert loaded_config == config and "validation" not in card
+    assert [i["name"] for i in card["training_images"]] == ["a", "s0", "s1"]
+    assert [m["seed"] for m in card["averaged_from"]] == [0, 1]
+    other = ModelConfig(spatial=True)
+    save_weights(tmp_path / "other.safetensors", ViewRankingNet(other).state_dict(), other, {"name": "o"})
+    with pytest.raises(ModelError, match="differ"):
+        average_model_files([paths[0], tmp_path / "other.safetensors"], tmp_path / "bad.safetensors")

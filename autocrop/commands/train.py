@@ -32,10 +32,16 @@ def train_command(
     splitter: Annotated[bool, typer.Option("--splitter/--no-splitter", help="VRN feature splitter + image-wise learner.")] = True,
     spatial: Annotated[bool, typer.Option("--spatial/--no-spatial", help="Spatial-aware feature (Wang et al. 2023).")] = True,
     pairwise: Annotated[bool, typer.Option("--pairwise/--no-pairwise", help="Pairwise rank classifier + rank consistency.")] = True,
+    flip_tta: Annotated[bool, typer.Option("--flip-tta/--no-flip-tta", help="Score crops as the mean over the photo and its mirror image (validation and inference).")] = False,
     lr: Annotated[float, typer.Option(help="Learning rate of the backbone (heads: 5x).")] = 1e-4,
+    head_lr: Annotated[Optional[float], typer.Option(help="Learning rate of the heads (default: 5 x --lr).")] = None,
     gaicd_repeat: Annotated[int, typer.Option(min=1, help="Times each GAICD image is seen per epoch.")] = 3,
     rank_gain_weight: Annotated[float, typer.Option(min=0.0, help="Weight of VRN's ranking gain loss (0: off).")] = 3.0,
     listwise_weight: Annotated[float, typer.Option(min=0.0, help="Weight of LVRN's listwise top-1 loss (0: off).")] = 1.0,
+    crops_per_image: Annotated[int, typer.Option(min=2, help="Annotated crops scored per training step.")] = 64,
+    fcdb_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="FCDB images per epoch when mixing datasets (a new random subset each epoch; default all).")] = None,
+    scale_jitter: Annotated[float, typer.Option(min=0.0, max=0.5, help="Resize training images by a random factor in [1-s, 1+s].")] = 0.0,
+    swa_start: Annotated[Optional[int], typer.Option(min=0, help="Average the weights of epochs >= this (0-based): stochastic weight averaging.")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use at most N images per dataset (smoke tests).")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads (default: all cores).")] = None,
 ) -> None:
@@ -63,13 +69,14 @@ def train_command(
 
     init_state = init_features = None
     init_card: dict = {}
-    config = ModelConfig(splitter=splitter, spatial=spatial, pairwise=pairwise)
+    config = ModelConfig(splitter=splitter, spatial=spatial, pairwise=pairwise, flip_tta=flip_tta)
     init_path = (init or _default_init()).expanduser()
     if not init_path.is_file():
         raise InputError(f"{init_path}: initial weights not found (pass --init)")
     if init_path.suffix == ".safetensors":
         init_state, config, init_card = load_weights(init_path)
-        config = ModelConfig(**{**config.__dict__, "splitter": splitter, "spatial": spatial, "pairwise": pairwise})
+        config = ModelConfig(**{**config.__dict__, "splitter": splitter, "spatial": spatial, "pairwise": pairwise,
+                                "flip_tta": flip_tta})
     else:
         from autocrop.model.backbone import load_imagenet_features
 
@@ -87,11 +94,15 @@ def train_command(
     recipe = Recipe(
         epochs=epochs,
         backbone_lr=lr,
-        head_lr=5 * lr,
+        head_lr=head_lr if head_lr is not None else 5 * lr,
         gaicd_repeat=gaicd_repeat,
         lambda_rank_gain=rank_gain_weight,
         lambda_listwise=listwise_weight,
         seed=seed,
+        crops_per_image=crops_per_image,
+        fcdb_per_epoch=fcdb_per_epoch,
+        swa_start=swa_start,
+        scale_jitter=scale_jitter,
     )
     trainer = Trainer(config, recipe, splits.train, splits.val, out, init_features=init_features, init_state=init_state)
     if resume and trainer.resume():

@@ -18,6 +18,8 @@ class ModelConfig:
     spatial_size:     side of the spatial-aware maps (the paper uses 64; smaller is faster on CPU).
     spatial_dim:      size of the spatial-aware embedding (paper: 256).
     pairwise:         pairwise rank classifier on concatenated crop embeddings (training signal only).
+    flip_tta:         inference scores are the mean over the image and its mirror image (test-time
+                      augmentation; one forward pass with a batch of two).
     """
 
     input_short_side: int = 256
@@ -33,6 +35,7 @@ class ModelConfig:
     spatial_size: int = 16
     spatial_dim: int = 256
     pairwise: bool = False
+    flip_tta: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -179,6 +179,20 @@ class ViewRankingNet(nn.Module):
         scores = self.score_head(self.dropout(emb)).squeeze(1)
         return NetOutput(scores=scores, embeddings=emb, image_score=image_score)
 
+    def predict(self, image: Tensor, boxes: Tensor) -> Tensor:
+        """Inference scores [N] of boxes [N, 4] (input pixels) on one image [1, 3, H, W].
+
+        With ``config.flip_tta`` the mirror image is scored too (mirrored boxes, same forward pass,
+        batch of two) and the two scores of each crop are averaged.
+        """
+        if not self.config.flip_tta:
+            return self(image, boxes).scores
+        n, width = boxes.shape[0], image.shape[-1]
+        mirrored = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+        batch_index = torch.cat([torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.long)]).to(boxes.device)
+        scores = self(torch.cat([image, image.flip(-1)]), torch.cat([boxes, mirrored]), batch_index).scores
+        return 0.5 * (scores[:n] + scores[n:])
+
 
 def load_backbone_weights(net: ViewRankingNet, features: nn.Sequential) -> None:
     """Copy ImageNet weights of ``features[:18]`` into ``net.features`` (all keys must match)."""

@@ -32,14 +32,25 @@ def to_input_tensor(image: "Image.Image", config: ModelConfig) -> tuple["torch.T
 
     from autocrop.model.network import IMAGENET_MEAN, IMAGENET_STD
 
+    pixels, sx, sy = resize_for_model(image, config)
+    array = pixels.astype(np.float32) / 255.0
+    array = (array - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+    tensor = torch.from_numpy(array.transpose(2, 0, 1).copy()).unsqueeze(0)
+    return tensor, sx, sy
+
+
+def resize_for_model(image: "Image.Image", config: ModelConfig) -> tuple[np.ndarray, float, float]:
+    """A PIL image resized to the network input -> (uint8 [h, w, 3], scale_x, scale_y) (input px per image px).
+
+    The one resize used by inference and training alike, so a model sees the same pixels in both.
+    """
+    from PIL import Image
+
     if image.mode != "RGB":
         image = image.convert("RGB")
     w, h = input_size(image.width, image.height, config)
     resized = image.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    array = np.asarray(resized, dtype=np.float32) / 255.0
-    array = (array - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
-    tensor = torch.from_numpy(array.transpose(2, 0, 1).copy()).unsqueeze(0)
-    return tensor, w / image.width, h / image.height
+    return np.asarray(resized, dtype=np.uint8), w / image.width, h / image.height
 
 
 class ViewScorer:
@@ -85,8 +96,8 @@ class ViewScorer:
         tensor, sx, sy = to_input_tensor(image, self.config)
         scaled = boxes * np.asarray([sx, sy, sx, sy], np.float32)
         with torch.inference_mode():
-            out = self.net(tensor.to(self.device), torch.from_numpy(scaled).to(self.device))
-        return out.scores.float().cpu().numpy()
+            scores = self.net.predict(tensor.to(self.device), torch.from_numpy(scaled).to(self.device))
+        return scores.float().cpu().numpy()
 
 
 def load_scorer(path: str | Path | None = None, device: str = "cpu") -> ViewScorer:

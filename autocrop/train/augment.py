@@ -1,4 +1,4 @@
-"""Augmentation on (pixels, boxes): horizontal flip and photometric jitter, driven by a torch Generator."""
+"""Augmentation on (pixels, boxes): horizontal flip, scale jitter and photometric jitter, driven by a torch Generator."""
 
 from __future__ import annotations
 
@@ -36,3 +36,15 @@ def photometric_jitter(image: Tensor, generator: torch.Generator, strength: floa
     gray = image.mean(dim=1, keepdim=True)
     image = (image - gray) * s + gray
     return image.clamp(0.0, 1.0)
+
+
+def random_rescale(image: Tensor, generator: torch.Generator, strength: float) -> tuple[Tensor, np.ndarray]:
+    """Resize [1, 3, h, w] by a random factor in [1 - strength, 1 + strength] (antialiased bilinear).
+
+    Returns (resized image, box scale [4] float32) -- multiply x1 y1 x2 y2 boxes by the scale.
+    """
+    h, w = image.shape[-2:]
+    factor = 1.0 + strength * (2 * torch.rand(1, generator=generator).item() - 1)
+    new_h, new_w = max(32, round(h * factor)), max(32, round(w * factor))
+    resized = torch.nn.functional.interpolate(image, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
+    return resized, np.asarray([new_w / w, new_h / h, new_w / w, new_h / h], np.float32)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from autocrop.data import list_images, load_fcdb, load_gaicd, resolve_data_dir
-from autocrop.errors import DatasetError
+from autocrop.errors import DatasetError, InputError
 from autocrop.model.config import ModelConfig
 from autocrop.train.samples import TrainSample, fcdb_sample, gaicd_sample
 
@@ -53,7 +53,7 @@ def _decode_all(items: list, make, config: ModelConfig, workers: int = 2) -> tup
     def one(item):
         try:
             return make(item, config)
-        except (OSError, ValueError, SyntaxError):  # corrupt or truncated image
+        except (InputError, OSError, ValueError, SyntaxError):  # corrupt, truncated or unreadable image
             return None
 
     with ThreadPoolExecutor(workers) as pool:

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from autocrop.candidates import grid_candidates
 from autocrop.data.fcdb import FCDBImage
 from autocrop.data.gaicd import ScoredImage
 from autocrop.model.config import ModelConfig
-from autocrop.model.scorer import input_size
+from autocrop.imageio import load_reduced
+from autocrop.model.scorer import resize_for_model
 
 FCDB_IOU_TEMPERATURE = 0.05
 
@@ -51,16 +51,16 @@ class TrainSample:
 
 
 def decode_resized(path: Path, config: ModelConfig) -> tuple[np.ndarray, float, float, tuple[int, int]]:
-    """(uint8 [h, w, 3] at input size, scale_x, scale_y, original (w, h)) for an image file."""
-    with Image.open(path) as im:
-        full_w, full_h = im.size
-        if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientation that swaps width and height
-            full_w, full_h = full_h, full_w
-        target = input_size(full_w, full_h, config)
-        im.draft("RGB", (max(target), max(target)))  # JPEG: decode at a reduced scale that is still >= target
-        oriented = ImageOps.exif_transpose(im).convert("RGB")
-        pixels = np.asarray(oriented.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.uint8)
-    return pixels, target[0] / full_w, target[1] / full_h, (full_w, full_h)
+    """(uint8 [h, w, 3] at input size, scale_x, scale_y, original (w, h)) for an image file.
+
+    Decoded exactly as the crop engine and ``Cropper.score`` decode a photo (EXIF-oriented, JPEG draft
+    reduction, the same resize), so validation figures are those of the deployed path.
+    Scales are input pixels per pixel of the EXIF-oriented original.
+    """
+    reduced = load_reduced(path, config.input_short_side)
+    pixels, sx, sy = resize_for_model(reduced.image, config)
+    full_w, full_h = reduced.info.width, reduced.info.height
+    return pixels, sx / reduced.scale, sy / reduced.scale, (full_w, full_h)
 
 
 def box_iou(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from autocrop.model.config import ModelConfig
 from autocrop.model.network import ViewRankingNet
 from autocrop.model.weights import save_weights
 from autocrop.train import losses as L
-from autocrop.train.augment import flip_boxes, normalize, photometric_jitter, to_tensor
+from autocrop.train.augment import flip_boxes, normalize, photometric_jitter, random_rescale, to_tensor
 from autocrop.train.checkpoint import load_checkpoint, save_checkpoint
 from autocrop.train.samples import FCDB_IOU_TEMPERATURE, TrainSample
 from autocrop.train.validate import validate
@@ -44,9 +44,11 @@ class Recipe:
     consistency_pairs: int = 64
     flip: bool = True
     jitter: float = 0.2
+    scale_jitter: float = 0.0  # resize each training image by a random factor in [1 - s, 1 + s]
     seed: int = 0
     select_metric: str = "auto"
     swa_start: int | None = None  # average the weights of epochs >= swa_start (0-based); None: no averaging
+    fcdb_per_epoch: int | None = None  # FCDB images drawn (without replacement) per epoch; None: all of them
 
 
 @dataclass
@@ -152,6 +154,9 @@ class Trainer:
             pixels = pixels[:, ::-1]
             boxes, pair_a, pair_b = flip_boxes(boxes, width), flip_boxes(pair_a, width), flip_boxes(pair_b, width)
         image = to_tensor(pixels)
+        if r.scale_jitter > 0:
+            image, box_scale = random_rescale(image, generator, r.scale_jitter)
+            boxes, pair_a, pair_b = boxes * box_scale, pair_a * box_scale, pair_b * box_scale
         if r.jitter > 0:
             image = photometric_jitter(image, generator, r.jitter)
         image = normalize(image)
@@ -208,8 +213,14 @@ class Trainer:
     def _epoch_order(self, epoch: int) -> list[TrainSample]:
         generator = torch.Generator().manual_seed(self.recipe.seed * 100003 + epoch)
         items: list[TrainSample] = []
+        fcdb = [s for s in self.train_samples if s.mos is None]
+        quota = self.recipe.fcdb_per_epoch
+        if quota is not None and quota < len(fcdb):  # a different random subset every epoch
+            fcdb = [fcdb[i] for i in torch.randperm(len(fcdb), generator=generator)[:quota].tolist()]
         for sample in self.train_samples:
-            items.extend([sample] * (self.recipe.gaicd_repeat if sample.mos is not None else 1))
+            if sample.mos is not None:
+                items.extend([sample] * self.recipe.gaicd_repeat)
+        items.extend(fcdb)
         order = torch.randperm(len(items), generator=generator).tolist()
         return [items[i] for i in order]
 
@@ -252,6 +263,8 @@ class Trainer:
             if score > self.best_score:
                 self.best_score = score
                 best_card = self._save_best(card, stats, model)
+            if epoch == self.recipe.epochs - 1:  # the last epoch's model too: cross-validation reports it
+                self._save_model(self.out / "final.safetensors", card, stats, model)
             progress = {
                 "epoch": epoch,
                 "history": self.history,
@@ -293,6 +306,9 @@ class Trainer:
         return model
 
     def _save_best(self, card: dict, stats: EpochStats, model: torch.nn.Module) -> dict:
+        return self._save_model(self.out / "best.safetensors", card, stats, model)
+
+    def _save_model(self, path: Path, card: dict, stats: EpochStats, model: torch.nn.Module) -> dict:
         card = dict(card)
         card.update(
             recipe=asdict(self.recipe),
@@ -301,4 +317,4 @@ class Trainer:
             history=self.history,
             mos_standardization={"mean": self.mos_mean, "std": self.mos_std},
         )
-        return save_weights(self.out / "best.safetensors", model.state_dict(), self.config, card)
+        return save_weights(path, model.state_dict(), self.config, card)

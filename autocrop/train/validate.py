@@ -15,8 +15,7 @@ from autocrop.train.samples import TrainSample
 @torch.inference_mode()
 def predict(net: torch.nn.Module, sample: TrainSample) -> np.ndarray:
     """Scores [N] of ``sample.boxes`` with the network in eval mode."""
-    out = net(normalize(to_tensor(sample.pixels)), torch.from_numpy(sample.boxes))
-    return out.scores.numpy()
+    return net.predict(normalize(to_tensor(sample.pixels)), torch.from_numpy(sample.boxes)).numpy()
 
 
 def validate(net: torch.nn.Module, samples: list[TrainSample]) -> dict[str, float]:

@@ -1,0 +1,46 @@
+"""Weight averaging of models fine-tuned from one starting model ("model soup", Wortsman et al. 2022).
+
+Models fine-tuned briefly from the same initial weights with different seeds stay in one loss basin,
+so the element-wise mean of their weights is itself a good model, usually better than each member,
+at the inference cost of one model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autocrop.errors import ModelError
+from autocrop.model.weights import load_weights, save_weights
+
+
+def average_model_files(paths: list[str | Path], out: str | Path) -> dict:
+    """Average the weights of ``paths`` (same config and tensors) into ``out``; returns the new card.
+
+    The card is the first member's, with ``averaged_from`` (each member's file, sha256, seed and
+    validation figures) and ``training_images`` the union over members. Per-member fields that no
+    longer describe the average (validation, history) are dropped.
+    """
+    if len(paths) < 2:
+        raise ModelError("averaging needs at least two model files")
+    members = [load_weights(p) for p in paths]
+    tensors0, config0, card0 = members[0]
+    for path, (tensors, config, _) in zip(paths[1:], members[1:]):
+        if config != config0 or tensors.keys() != tensors0.keys():
+            raise ModelError(f"{path}: model config or tensors differ from {paths[0]}; only like models can be averaged")
+    averaged = {key: sum(t[key] for t, _, _ in members) / len(members) for key in tensors0}
+    seen: set[tuple[str, str]] = set()
+    training_images = []
+    for _, _, card in members:
+        for item in card.get("training_images", []):
+            key = (item.get("dataset", ""), item.get("name", ""))
+            if key not in seen:
+                seen.add(key)
+                training_images.append(item)
+    card = {k: v for k, v in card0.items() if k not in ("validation", "history", "best_epoch", "sha256", "size_bytes")}
+    card["training_images"] = training_images
+    card["averaged_from"] = [
+        {"file": str(Path(p).name), "sha256": c.get("sha256"), "seed": (c.get("recipe") or {}).get("seed"),
+         "validation": c.get("validation")}
+        for p, (_, _, c) in zip(paths, members)
+    ]
+    return save_weights(out, averaged, config0, card)
