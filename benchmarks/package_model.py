@@ -1,7 +1,9 @@
-"""Package a trained model as the default: copy RUN/best.safetensors to autocrop/weights/default.safetensors
-and write its card with the cross-validation and ablation figures measured by the same trainer.
+"""Package a trained model as the default: copy RUN/final.safetensors (the last epoch's model) to
+autocrop/weights/default.safetensors and write its card with the cross-validation and ablation
+figures measured by the same trainer.
 
-    python benchmarks/package_model.py runs/final --cv runs/cv0 runs/cv1 ... --ablation runs/abl0_gaic ...
+    python benchmarks/package_model.py runs/final --cv runs/cv0 runs/cv1 ... [--cv-other-seed runs/cv0_s1 ...] \
+        --ablation runs/abl0_gaic ...
 
 Figures are each run's LAST epoch on its held-out GAICD fold (see summarize_runs.py for why).
 """
@@ -28,11 +30,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("run", type=Path)
     parser.add_argument("--cv", type=Path, nargs="+", default=[])
+    parser.add_argument("--cv-other-seed", type=Path, nargs="*", default=[],
+                        help="the same folds trained with another seed (reported beside the main CV)")
     parser.add_argument("--ablation", type=Path, nargs="*", default=[])
     parser.add_argument("--ablation-note", default="")
     args = parser.parse_args()
 
-    source = args.run / "best.safetensors"
+    source = args.run / "final.safetensors"
     card = json.loads(card_path_for(source).read_text())
     if card["sha256"] != sha256_of(source):
         raise SystemExit(f"{source}: sha256 does not match its card")
@@ -44,6 +48,12 @@ def main() -> None:
             "trained on the other 4 folds with the packaged recipe; last epoch, GAIC protocol (autocrop.bench.metrics)",
             "folds": folds,
             "mean": mean,
+        }
+    if args.cv_other_seed:
+        other = [last_metrics(run) for run in args.cv_other_seed]
+        card["cross_validation"]["other_seed"] = {
+            "folds": other,
+            "mean": {k: round(sum(f[k] for f in other) / len(other), 4) for k in KEYS},
         }
     if args.ablation:
         card["ablation"] = {"note": args.ablation_note, "rows": [last_metrics(run) for run in args.ablation]}

@@ -147,3 +147,38 @@ def test_model_soup_averages_weights_and_merges_cards(tmp_path):
     save_weights(tmp_path / "other.safetensors", ViewRankingNet(other).state_dict(), other, {"name": "o"})
     with pytest.raises(ModelError, match="differ"):
         average_model_files([paths[0], tmp_path / "other.safetensors"], tmp_path / "bad.safetensors")
+
+
+@pytest.mark.skipif(not (DATA / "FCDB").is_dir(), reason=f"FCDB not found at {DATA} (set AUTOCROP_DATA_DIR)")
+def test_teacher_labels_fcdb_grid_crops_in_mos_units(tmp_path):
+    import torch
+
+    from autocrop.model.config import ModelConfig
+    from autocrop.model.network import ViewRankingNet
+    from autocrop.model.weights import save_weights
+    from autocrop.train.datasets import decode_samples, is_fcdb_validation
+    from autocrop.train.distill import fcdb_train_photos, teacher_labelled
+    from autocrop.train.samples import fcdb_sample
+    from autocrop.train.validate import predict
+
+    config = ModelConfig()
+    torch.manual_seed(0)
+    net = ViewRankingNet(config)
+    save_weights(tmp_path / "t.safetensors", net.state_dict(), config,
+                 {"name": "t", "mos_standardization": {"mean": 3.0, "std": 0.5}})
+    photos, _ = fcdb_train_photos(DATA / "FCDB")
+    assert photos and not any(is_fcdb_validation(p.name) for p in photos)
+    decoded, _ = decode_samples(photos[:2], fcdb_sample, config)
+    labelled = teacher_labelled(tmp_path / "t.safetensors", decoded, config)
+    assert len(labelled) == 2 and all(s.teacher_labelled for s in labelled)
+    first = labelled[0]
+    assert len(first.boxes) == len(decoded[0].boxes) - 1  # grid only: the annotated crop is not a candidate
+    net.eval()
+    mirrored = first.boxes.copy()
+    width = first.pixels.shape[1]
+    mirrored[:, 0], mirrored[:, 2] = width - first.boxes[:, 2], width - first.boxes[:, 0]
+    from autocrop.train.samples import TrainSample
+
+    flipped = TrainSample("fcdb", "x", np.ascontiguousarray(first.pixels[:, ::-1]), mirrored)
+    expected = 3.0 + 0.5 * 0.5 * (predict(net, TrainSample("fcdb", "x", first.pixels, first.boxes)) + predict(net, flipped))
+    np.testing.assert_allclose(first.mos, expected, rtol=1e-4, atol=1e-4)

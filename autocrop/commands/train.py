@@ -41,6 +41,7 @@ def train_command(
     crops_per_image: Annotated[int, typer.Option(min=2, help="Annotated crops scored per training step.")] = 64,
     fcdb_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="FCDB images per epoch when mixing datasets (a new random subset each epoch; default all).")] = None,
     scale_jitter: Annotated[float, typer.Option(min=0.0, max=0.5, help="Resize training images by a random factor in [1-s, 1+s].")] = 0.0,
+    teacher: Annotated[Optional[Path], typer.Option(help="Self-training: add FCDB train photos (minus FCDB validation) whose grid crops this model scores.")] = None,
     swa_start: Annotated[Optional[int], typer.Option(min=0, help="Average the weights of epochs >= this (0-based): stochastic weight averaging.")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use at most N images per dataset (smoke tests).")] = None,
     threads: Annotated[Optional[int], typer.Option(min=1, help="torch threads (default: all cores).")] = None,
@@ -87,6 +88,8 @@ def train_command(
 
     with console.status("decoding training images"):
         splits = build_splits(data, config, data_dir=data_dir, folds=folds, fold=fold, limit=limit)
+        if teacher is not None:
+            _add_teacher_labelled(splits, teacher.expanduser(), config, data_dir if data == ["fcdb"] else None)
     skipped = ", ".join(f"{k}={v}" for k, v in splits.skipped.items() if v)
     console.print(
         f"train: {len(splits.train)} images, validation: {len(splits.val)} images" + (f" (skipped: {skipped})" if skipped else "")
@@ -115,10 +118,11 @@ def train_command(
         "init": init_path.name,
         "gaicd_folds": {"folds": folds, "validation_fold": fold},
         # a fine-tuned model has also seen every image its starting model was trained on
-        "training_images": init_card.get("training_images", []) + splits.training_images,
+        "training_images": _unique(init_card.get("training_images", []) + splits.training_images),
         "init_model": {k: init_card.get(k) for k in ("sha256", "datasets", "recipe", "validation")} if init_card else None,
         "validation_images": [{"dataset": s.dataset, "name": s.name} for s in splits.val],
         "skipped": splits.skipped,
+        "teacher": _teacher_entry(teacher) if teacher is not None else None,
     }
     columns = (
         TextColumn("[bold]epoch {task.fields[epoch]}"),
@@ -155,6 +159,41 @@ def train_command(
         raise typer.Exit(130) from None
     best = out / "best.safetensors"
     console.print(f"best model: {best} (card {best.with_suffix('.json')})")
+
+
+def _unique(images: list[dict]) -> list[dict]:
+    """Training-image records without repeats (a fine-tuned model may see an image in both stages)."""
+    seen: set[tuple] = set()
+    unique = []
+    for image in images:
+        key = (image.get("dataset"), image.get("name"))
+        if key not in seen:
+            seen.add(key)
+            unique.append(image)
+    return unique
+
+
+def _add_teacher_labelled(splits, teacher: Path, config, data_dir: Path | None) -> None:
+    """Append FCDB train photos labelled by ``teacher`` to ``splits.train`` (self-training)."""
+    from autocrop.train.datasets import decode_samples
+    from autocrop.train.distill import fcdb_train_photos, teacher_labelled
+    from autocrop.train.samples import fcdb_sample
+
+    if not teacher.is_file():
+        raise InputError(f"{teacher}: teacher model not found")
+    photos, missing = fcdb_train_photos(data_dir)
+    decoded, broken = decode_samples(photos, fcdb_sample, config)
+    known = {(s.dataset, s.name) for s in splits.train}
+    splits.train.extend(s for s in teacher_labelled(teacher, decoded, config) if (s.dataset, s.name) not in known)
+    splits.skipped["teacher_fcdb_missing"] = missing
+    splits.skipped["teacher_fcdb_unreadable"] = broken
+
+
+def _teacher_entry(teacher: Path) -> dict:
+    from autocrop.model.weights import load_weights
+
+    _, _, card = load_weights(teacher.expanduser())
+    return {"file": teacher.name, "sha256": card.get("sha256"), "validation": card.get("validation")}
 
 
 def register(app: typer.Typer) -> None:

@@ -47,7 +47,8 @@ def is_fcdb_validation(name: str) -> bool:
     return int(hashlib.sha256(name.encode()).hexdigest(), 16) % 100 < FCDB_VAL_PERCENT
 
 
-def _decode_all(items: list, make, config: ModelConfig, workers: int = 2) -> tuple[list[TrainSample], int]:
+def decode_samples(items: list, make, config: ModelConfig, workers: int = 2) -> tuple[list[TrainSample], int]:
+    """``make(item, config)`` for every item, in parallel threads -> (samples, count of unreadable images)."""
     samples, broken = [], 0
 
     def one(item):
@@ -81,7 +82,7 @@ def build_splits(
             root = resolve_data_dir("fcdb", data_dir if len(datasets) == 1 else None)
             images, missing = load_fcdb(root, "train")
             images = images[:limit] if limit else images
-            samples, broken = _decode_all(images, fcdb_sample, config)
+            samples, broken = decode_samples(images, fcdb_sample, config)
             for s in samples:
                 (splits.val if is_fcdb_validation(s.name) else splits.train).append(s)
             splits.skipped["fcdb_missing"] = missing
@@ -96,7 +97,7 @@ def build_splits(
             images, missing = load_gaicd(root, "test" if (root / "annotations" / "test").is_dir() else "train")
             images = images[:limit] if limit else images
             fold_of = gaicd_folds([im.name for im in images], folds) if fold is not None else [None] * len(images)
-            samples, broken = _decode_all(images, gaicd_sample, config)
+            samples, broken = decode_samples(images, gaicd_sample, config)
             by_name = {im.name: f for im, f in zip(images, fold_of)}
             for s in samples:
                 (splits.val if fold is not None and by_name[s.name] == fold else splits.train).append(s)

@@ -33,7 +33,7 @@ class TrainSample:
 
     pixels: uint8 [h, w, 3] at the network input size.
     boxes:  float32 [N, 4] candidate crops in input pixels (x1 y1 x2 y2).
-    mos:    float32 [N] mean opinion scores (GAICD) or None.
+    mos:    float32 [N] mean opinion scores (GAICD; or a teacher's scores when teacher_labelled) or None.
     iou_target: float32 [N] IoU of each candidate with the best crop (FCDB) or None.
     pair_a, pair_b: float32 [P, 4] voted pairs (input pixels); pair_q: float32 [P] P(a better than b).
     """
@@ -48,6 +48,7 @@ class TrainSample:
     pair_b: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     pair_q: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     original_size: tuple[int, int] = (0, 0)
+    teacher_labelled: bool = False  # mos holds a teacher model's scores (self-training), not human votes
 
 
 def decode_resized(path: Path, config: ModelConfig) -> tuple[np.ndarray, float, float, tuple[int, int]]:

@@ -48,7 +48,7 @@ class Recipe:
     seed: int = 0
     select_metric: str = "auto"
     swa_start: int | None = None  # average the weights of epochs >= swa_start (0-based); None: no averaging
-    fcdb_per_epoch: int | None = None  # FCDB images drawn (without replacement) per epoch; None: all of them
+    fcdb_per_epoch: int | None = None  # FCDB images (annotated or teacher-labelled) drawn per epoch; None: all
 
 
 @dataclass
@@ -106,7 +106,8 @@ class Trainer:
             weight_decay=recipe.weight_decay,
         )
         self.base_lrs = [recipe.backbone_lr, recipe.head_lr]
-        mos = np.concatenate([s.mos for s in train_samples if s.mos is not None] or [np.asarray([3.0, 4.0])])
+        human = [s.mos for s in train_samples if s.mos is not None and not s.teacher_labelled]
+        mos = np.concatenate(human or [np.asarray([3.0, 4.0])])
         self.mos_mean, self.mos_std = float(mos.mean()), float(mos.std() or 1.0)
         self.smooth_l1 = L.SmoothL1ScoreLoss()
         self.rank_gain = L.RankingGainLoss()
@@ -213,12 +214,12 @@ class Trainer:
     def _epoch_order(self, epoch: int) -> list[TrainSample]:
         generator = torch.Generator().manual_seed(self.recipe.seed * 100003 + epoch)
         items: list[TrainSample] = []
-        fcdb = [s for s in self.train_samples if s.mos is None]
+        fcdb = [s for s in self.train_samples if s.mos is None or s.teacher_labelled]
         quota = self.recipe.fcdb_per_epoch
         if quota is not None and quota < len(fcdb):  # a different random subset every epoch
             fcdb = [fcdb[i] for i in torch.randperm(len(fcdb), generator=generator)[:quota].tolist()]
         for sample in self.train_samples:
-            if sample.mos is not None:
+            if sample.mos is not None and not sample.teacher_labelled:
                 items.extend([sample] * self.recipe.gaicd_repeat)
         items.extend(fcdb)
         order = torch.randperm(len(items), generator=generator).tolist()
