@@ -32,7 +32,9 @@ def main() -> None:
     parser.add_argument("--cv", type=Path, nargs="+", default=[])
     parser.add_argument("--cv-other-seed", type=Path, nargs="*", default=[],
                         help="the same folds trained with another seed (reported beside the main CV)")
-    parser.add_argument("--ablation", type=Path, nargs="*", default=[])
+    parser.add_argument("--ablation", type=Path, nargs="*", default=[], help="single-fold ablation runs")
+    parser.add_argument("--ablation-folds", nargs="*", default=[],
+                        help="ablation rows as run prefixes P: the folds are the runs P_f0 .. P_f4 that exist")
     parser.add_argument("--ablation-note", default="")
     args = parser.parse_args()
 
@@ -57,6 +59,15 @@ def main() -> None:
         }
     if args.ablation:
         card["ablation"] = {"note": args.ablation_note, "rows": [last_metrics(run) for run in args.ablation]}
+    if args.ablation_folds:
+        rows = []
+        for prefix in args.ablation_folds:
+            runs = [Path(f"{prefix}_f{f}") for f in range(5) if (Path(f"{prefix}_f{f}") / "final.safetensors").is_file()]
+            folds = [last_metrics(run) for run in runs]
+            rows.append({"run": Path(prefix).name, "folds": [int(r.name[-1]) for r in runs],
+                         **{k: round(sum(f[k] for f in folds) / len(folds), 4) for k in KEYS}})
+        card["ablation"] = {"note": args.ablation_note or "GAICD folds listed per row, last epoch, each row adds one component",
+                            "rows": rows}
     PACKAGED_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, PACKAGED_WEIGHTS)
     card["weights_file"] = PACKAGED_WEIGHTS.name
