@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
@@ -33,6 +34,7 @@ def train_command(
     spatial: Annotated[bool, typer.Option("--spatial/--no-spatial", help="Spatial-aware feature (Wang et al. 2023).")] = True,
     pairwise: Annotated[bool, typer.Option("--pairwise/--no-pairwise", help="Pairwise rank classifier + rank consistency.")] = True,
     flip_tta: Annotated[bool, typer.Option("--flip-tta/--no-flip-tta", help="Score crops as the mean over the photo and its mirror image (validation and inference).")] = False,
+    input_short_side: Annotated[Optional[int], typer.Option(min=64, max=1024, help="Network input short side in pixels (long side capped at 2x); default 256 or the --init model's.")] = None,
     lr: Annotated[float, typer.Option(help="Learning rate of the backbone (heads: 5x).")] = 1e-4,
     head_lr: Annotated[Optional[float], typer.Option(help="Learning rate of the heads (default: 5 x --lr).")] = None,
     gaicd_repeat: Annotated[int, typer.Option(min=1, help="Times each GAICD image is seen per epoch.")] = 3,
@@ -71,6 +73,8 @@ def train_command(
     init_state = init_features = None
     init_card: dict = {}
     config = ModelConfig(splitter=splitter, spatial=spatial, pairwise=pairwise, flip_tta=flip_tta)
+    if input_short_side is not None:
+        config = replace(config, input_short_side=input_short_side, max_long_side=2 * input_short_side)
     init_path = (init or _default_init()).expanduser()
     if not init_path.is_file():
         raise InputError(f"{init_path}: initial weights not found (pass --init)")
@@ -78,6 +82,8 @@ def train_command(
         init_state, config, init_card = load_weights(init_path)
         config = ModelConfig(**{**config.__dict__, "splitter": splitter, "spatial": spatial, "pairwise": pairwise,
                                 "flip_tta": flip_tta})
+        if input_short_side is not None:
+            config = replace(config, input_short_side=input_short_side, max_long_side=2 * input_short_side)
     else:
         from autocrop.model.backbone import load_imagenet_features
 
