@@ -30,8 +30,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("run", type=Path)
     parser.add_argument("--cv", type=Path, nargs="+", default=[])
-    parser.add_argument("--cv-other-seed", type=Path, nargs="*", default=[],
-                        help="the same folds trained with another seed (reported beside the main CV)")
+    parser.add_argument("--cv-other-seed", type=Path, nargs="+", action="append", default=[],
+                        help="the same folds trained with another seed (repeat per seed; reported beside the main CV)")
     parser.add_argument("--ablation", type=Path, nargs="*", default=[], help="single-fold ablation runs")
     parser.add_argument("--ablation-folds", nargs="*", default=[],
                         help="ablation rows as run prefixes P: the folds are the runs P_f0 .. P_f4 that exist")
@@ -52,11 +52,13 @@ def main() -> None:
             "mean": mean,
         }
     if args.cv_other_seed:
-        other = [last_metrics(run) for run in args.cv_other_seed]
-        card["cross_validation"]["other_seed"] = {
-            "folds": other,
-            "mean": {k: round(sum(f[k] for f in other) / len(other), 4) for k in KEYS},
-        }
+        seeds = []
+        for runs in args.cv_other_seed:
+            other = [last_metrics(run) for run in runs]
+            seeds.append({"folds": other, "mean": {k: round(sum(f[k] for f in other) / len(other), 4) for k in KEYS}})
+        card["cross_validation"]["other_seeds"] = seeds
+        means = [card["cross_validation"]["mean"]] + [seed["mean"] for seed in seeds]
+        card["cross_validation"]["mean_over_seeds"] = {k: round(sum(m[k] for m in means) / len(means), 4) for k in KEYS}
     if args.ablation:
         card["ablation"] = {"note": args.ablation_note, "rows": [last_metrics(run) for run in args.ablation]}
     if args.ablation_folds:
