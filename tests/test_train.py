@@ -156,6 +156,7 @@ def test_teacher_labels_fcdb_grid_crops_in_mos_units(tmp_path):
 
     from autocrop.model.config import ModelConfig
     from autocrop.model.network import ViewRankingNet
+    from autocrop.model.scorer import load_scorer
     from autocrop.model.weights import save_weights
     from autocrop.train.datasets import decode_samples, is_fcdb_validation
     from autocrop.train.distill import fcdb_train_photos, teacher_labelled
@@ -170,7 +171,7 @@ def test_teacher_labels_fcdb_grid_crops_in_mos_units(tmp_path):
     photos, _ = fcdb_train_photos(DATA / "FCDB")
     assert photos and not any(is_fcdb_validation(p.name) for p in photos)
     decoded, _ = decode_samples(photos[:2], fcdb_sample, config)
-    labelled = teacher_labelled(tmp_path / "t.safetensors", decoded, config)
+    labelled = teacher_labelled(load_scorer(tmp_path / "t.safetensors"), decoded, config)
     assert len(labelled) == 2 and all(s.teacher_labelled for s in labelled)
     first = labelled[0]
     assert len(first.boxes) == len(decoded[0].boxes) - 1  # grid only: the annotated crop is not a candidate

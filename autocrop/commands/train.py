@@ -58,7 +58,7 @@ def train_command(
     from autocrop import __version__
     from autocrop.model.config import ModelConfig
     from autocrop.model.weights import load_weights
-    from autocrop.train.datasets import build_splits
+    from autocrop.train.datasets import build_splits, unique_images
     from autocrop.train.trainer import Recipe, Trainer
 
     console = Console(stderr=True)
@@ -73,8 +73,6 @@ def train_command(
     init_state = init_features = None
     init_card: dict = {}
     config = ModelConfig(splitter=splitter, spatial=spatial, pairwise=pairwise, flip_tta=flip_tta)
-    if input_short_side is not None:
-        config = replace(config, input_short_side=input_short_side, max_long_side=2 * input_short_side)
     init_path = (init or _default_init()).expanduser()
     if not init_path.is_file():
         raise InputError(f"{init_path}: initial weights not found (pass --init)")
@@ -82,8 +80,6 @@ def train_command(
         init_state, config, init_card = load_weights(init_path)
         config = ModelConfig(**{**config.__dict__, "splitter": splitter, "spatial": spatial, "pairwise": pairwise,
                                 "flip_tta": flip_tta})
-        if input_short_side is not None:
-            config = replace(config, input_short_side=input_short_side, max_long_side=2 * input_short_side)
     else:
         from autocrop.model.backbone import load_imagenet_features
 
@@ -91,11 +87,20 @@ def train_command(
             init_features = load_imagenet_features(init_path)
         except Exception as err:  # noqa: BLE001 -- any unreadable/unsafe file becomes one line
             raise InputError(f"{init_path}: not a torchvision MobileNetV2 state_dict ({type(err).__name__})") from None
+    if input_short_side is not None:
+        config = replace(config, input_short_side=input_short_side, max_long_side=2 * input_short_side)
+    teacher_model = None
+    if teacher is not None:
+        from autocrop.model.scorer import load_scorer
+
+        if not teacher.expanduser().is_file():
+            raise InputError(f"{teacher}: teacher model not found")
+        teacher_model = load_scorer(teacher.expanduser())
 
     with console.status("decoding training images"):
         splits = build_splits(data, config, data_dir=data_dir, folds=folds, fold=fold, limit=limit)
-        if teacher is not None:
-            _add_teacher_labelled(splits, teacher.expanduser(), config, data_dir if data == ["fcdb"] else None)
+        if teacher_model is not None:
+            _add_teacher_labelled(splits, teacher_model, config, data_dir if data == ["fcdb"] else None)
     skipped = ", ".join(f"{k}={v}" for k, v in splits.skipped.items() if v)
     console.print(
         f"train: {len(splits.train)} images, validation: {len(splits.val)} images" + (f" (skipped: {skipped})" if skipped else "")
@@ -124,11 +129,12 @@ def train_command(
         "init": init_path.name,
         "gaicd_folds": {"folds": folds, "validation_fold": fold},
         # a fine-tuned model has also seen every image its starting model was trained on
-        "training_images": _unique(init_card.get("training_images", []) + splits.training_images),
+        "training_images": unique_images(init_card.get("training_images", []) + splits.training_images),
         "init_model": {k: init_card.get(k) for k in ("sha256", "datasets", "recipe", "validation")} if init_card else None,
         "validation_images": [{"dataset": s.dataset, "name": s.name} for s in splits.val],
         "skipped": splits.skipped,
-        "teacher": _teacher_entry(teacher) if teacher is not None else None,
+        "teacher": {"file": teacher.name, "sha256": teacher_model.card.get("sha256"),
+                    "validation": teacher_model.card.get("validation")} if teacher_model is not None else None,
     }
     columns = (
         TextColumn("[bold]epoch {task.fields[epoch]}"),
@@ -167,39 +173,21 @@ def train_command(
     console.print(f"best model: {best} (card {best.with_suffix('.json')})")
 
 
-def _unique(images: list[dict]) -> list[dict]:
-    """Training-image records without repeats (a fine-tuned model may see an image in both stages)."""
-    seen: set[tuple] = set()
-    unique = []
-    for image in images:
-        key = (image.get("dataset"), image.get("name"))
-        if key not in seen:
-            seen.add(key)
-            unique.append(image)
-    return unique
+def _add_teacher_labelled(splits, teacher, config, data_dir: Path | None) -> None:
+    """Append FCDB train photos labelled by the loaded ``teacher`` to ``splits.train`` (self-training).
 
-
-def _add_teacher_labelled(splits, teacher: Path, config, data_dir: Path | None) -> None:
-    """Append FCDB train photos labelled by ``teacher`` to ``splits.train`` (self-training)."""
+    Photos already in the training set (``--data fcdb``) keep their annotations and are not relabelled.
+    """
     from autocrop.train.datasets import decode_samples
     from autocrop.train.distill import fcdb_train_photos, teacher_labelled
     from autocrop.train.samples import fcdb_sample
 
-    if not teacher.is_file():
-        raise InputError(f"{teacher}: teacher model not found")
     photos, missing = fcdb_train_photos(data_dir)
-    decoded, broken = decode_samples(photos, fcdb_sample, config)
-    known = {(s.dataset, s.name) for s in splits.train}
-    splits.train.extend(s for s in teacher_labelled(teacher, decoded, config) if (s.dataset, s.name) not in known)
+    known = {s.name for s in splits.train if s.dataset == "fcdb"}
+    decoded, broken = decode_samples([p for p in photos if p.name not in known], fcdb_sample, config)
+    splits.train.extend(teacher_labelled(teacher, decoded, config))
     splits.skipped["teacher_fcdb_missing"] = missing
     splits.skipped["teacher_fcdb_unreadable"] = broken
-
-
-def _teacher_entry(teacher: Path) -> dict:
-    from autocrop.model.weights import load_weights
-
-    _, _, card = load_weights(teacher.expanduser())
-    return {"file": teacher.name, "sha256": card.get("sha256"), "validation": card.get("validation")}
 
 
 def register(app: typer.Typer) -> None:

@@ -35,6 +35,18 @@ class Splits:
         return [{"dataset": s.dataset, "name": Path(s.name).name if s.dataset == "fcdb" else f"{s.name}.jpg"} for s in self.train]
 
 
+def unique_images(records: list[dict]) -> list[dict]:
+    """Training-image records (``{"dataset", "name"}``) without repeats, first occurrence kept."""
+    seen: set[tuple] = set()
+    unique = []
+    for record in records:
+        key = (record.get("dataset"), record.get("name"))
+        if key not in seen:
+            seen.add(key)
+            unique.append(record)
+    return unique
+
+
 def gaicd_folds(names: list[str], folds: int) -> list[int]:
     """Fold index of each name (fixed permutation, seed 0)."""
     order = np.random.default_rng(0).permutation(len(names))

@@ -14,38 +14,33 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from autocrop.data import load_fcdb, resolve_data_dir
 from autocrop.errors import ModelError
 from autocrop.model.config import ModelConfig
-from autocrop.model.scorer import load_scorer
+from autocrop.model.scorer import ViewScorer
 from autocrop.train.samples import TrainSample
 from autocrop.train.validate import predict
 
 
-def teacher_labelled(
-    teacher_path: str | Path, fcdb_samples: list[TrainSample], config: ModelConfig
-) -> list[TrainSample]:
+def teacher_labelled(teacher: ViewScorer, fcdb_samples: list[TrainSample], config: ModelConfig) -> list[TrainSample]:
     """GAICD-style samples from decoded FCDB samples: grid crops with the teacher's scores as MOS.
 
+    teacher: a loaded model (:func:`autocrop.model.scorer.load_scorer`); it scores with flip averaging.
     fcdb_samples: FCDB train samples (boxes = grid crops + the annotated crop last; only the grid is kept).
     The teacher's scores (standardised-MOS units) are mapped back to MOS with the teacher's own
     standardisation, so they mix with real MOS on one scale.
     """
-    scorer = load_scorer(teacher_path)
-    teacher_cfg = scorer.config
+    teacher_cfg = teacher.config
     if (teacher_cfg.input_short_side, teacher_cfg.max_long_side) != (config.input_short_side, config.max_long_side):
-        raise ModelError(f"{teacher_path}: teacher input size differs from the student's; cannot share decoded images")
-    scorer.net.config = dataclasses.replace(teacher_cfg, flip_tta=True)
-    standard = scorer.card.get("mos_standardization") or {"mean": 0.0, "std": 1.0}
+        raise ModelError(f"{teacher.weights_path}: teacher input size differs from the student's; cannot share decoded images")
+    teacher.net.config = dataclasses.replace(teacher_cfg, flip_tta=True)
+    standard = teacher.card.get("mos_standardization") or {"mean": 0.0, "std": 1.0}
     labelled = []
-    with torch.inference_mode():
-        for sample in fcdb_samples:
-            grid = TrainSample(sample.dataset, sample.name, sample.pixels, sample.boxes[:-1])
-            scores = predict(scorer.net, grid)
-            mos = (standard["mean"] + standard["std"] * scores).astype(np.float32)
-            labelled.append(dataclasses.replace(grid, mos=mos, teacher_labelled=True, original_size=sample.original_size))
+    for sample in fcdb_samples:
+        grid = TrainSample(sample.dataset, sample.name, sample.pixels, sample.boxes[:-1])
+        mos = (standard["mean"] + standard["std"] * predict(teacher.net, grid)).astype(np.float32)
+        labelled.append(dataclasses.replace(grid, mos=mos, teacher_labelled=True, original_size=sample.original_size))
     return labelled
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from autocrop.errors import ModelError
 from autocrop.model.weights import load_weights, save_weights
+from autocrop.train.datasets import unique_images
 
 
 def average_model_files(paths: list[str | Path], out: str | Path) -> dict:
@@ -28,14 +29,7 @@ def average_model_files(paths: list[str | Path], out: str | Path) -> dict:
         if config != config0 or tensors.keys() != tensors0.keys():
             raise ModelError(f"{path}: model config or tensors differ from {paths[0]}; only like models can be averaged")
     averaged = {key: sum(t[key] for t, _, _ in members) / len(members) for key in tensors0}
-    seen: set[tuple[str, str]] = set()
-    training_images = []
-    for _, _, card in members:
-        for item in card.get("training_images", []):
-            key = (item.get("dataset", ""), item.get("name", ""))
-            if key not in seen:
-                seen.add(key)
-                training_images.append(item)
+    training_images = unique_images([item for _, _, card in members for item in card.get("training_images", [])])
     card = {k: v for k, v in card0.items() if k not in ("validation", "history", "best_epoch", "sha256", "size_bytes")}
     card["training_images"] = training_images
     card["averaged_from"] = [
