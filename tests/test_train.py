@@ -65,7 +65,8 @@ def test_train_command_writes_model_and_card(tmp_path):
 
     out = tmp_path / "run"
     args = ["train", "--data", "gaicd", "--data-dir", str(DATA / "GAICD"), "--epochs", "1", "--fold", "0",
-            "--limit", "5", "--out", str(out), "--gaicd-repeat", "1", "--init", str(IMAGENET), "--input-short-side", "192"]
+            "--limit", "5", "--out", str(out), "--gaicd-repeat", "1", "--init", str(IMAGENET), "--input-short-side", "192",
+            "--listwise-temperature", "0.25"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     card = json.loads((out / "best.json").read_text())
@@ -73,6 +74,7 @@ def test_train_command_writes_model_and_card(tmp_path):
     assert len(card["training_images"]) == 4 and card["training_images"][0]["dataset"] == "gaicd"
     assert (out / "final.safetensors").is_file()  # the last epoch's model, which cross-validation reports
     assert card["config"]["input_short_side"] == 192 and card["config"]["max_long_side"] == 384
+    assert card["recipe"]["listwise_temperature"] == 0.25
     # running again into the same folder without --resume refuses instead of overwriting
     again = CliRunner().invoke(app, args)
     assert again.exit_code != 0
