@@ -186,3 +186,21 @@ def test_teacher_labels_fcdb_grid_crops_in_mos_units(tmp_path):
     flipped = TrainSample("fcdb", "x", np.ascontiguousarray(first.pixels[:, ::-1]), mirrored)
     expected = 3.0 + 0.5 * 0.5 * (predict(net, TrainSample("fcdb", "x", first.pixels, first.boxes)) + predict(net, flipped))
     np.testing.assert_allclose(first.mos, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_fine_tuning_may_drop_training_only_heads_but_not_inference_ones(tmp_path):
+    import torch
+
+    from autocrop.errors import ModelError
+    from autocrop.model.config import ModelConfig
+    from autocrop.model.network import ViewRankingNet
+    from autocrop.train.trainer import Recipe, Trainer
+
+    torch.manual_seed(0)
+    source = ViewRankingNet(ModelConfig(splitter=True, spatial=True, pairwise=True)).state_dict()
+    trainer = Trainer(ModelConfig(splitter=True, spatial=True, pairwise=False), Recipe(), [], [], tmp_path, init_state=source)
+    assert trainer.net.pair_classifier is None
+    for key, value in trainer.net.state_dict().items():  # every kept weight comes from the source model
+        assert torch.equal(value, source[key]), key
+    with pytest.raises(ModelError, match="does not match"):  # the spatial-aware feature is used at inference
+        Trainer(ModelConfig(splitter=True, spatial=False, pairwise=True), Recipe(), [], [], tmp_path, init_state=source)

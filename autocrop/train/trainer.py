@@ -90,10 +90,16 @@ class Trainer:
             from autocrop.errors import ModelError
             from autocrop.model.weights import TRAINING_ONLY_PREFIXES
 
-            result = self.net.load_state_dict(init_state, strict=False)
+            try:
+                result = self.net.load_state_dict(init_state, strict=False)
+            except RuntimeError as err:  # tensor shapes differ: another head layout
+                first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+                raise ModelError(f"initial model does not match the config ({first})") from None
+            # training-only heads may be added (fresh) or dropped (e.g. --no-pairwise from a pairwise model)
             missing = [k for k in result.missing_keys if not k.startswith(TRAINING_ONLY_PREFIXES)]
-            if missing or result.unexpected_keys:
-                raise ModelError(f"initial model does not match the config (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
+            unexpected = [k for k in result.unexpected_keys if not k.startswith(TRAINING_ONLY_PREFIXES)]
+            if missing or unexpected:
+                raise ModelError(f"initial model does not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
         elif init_features is not None:
             from autocrop.model.network import load_backbone_weights
 
