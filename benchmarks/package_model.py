@@ -26,6 +26,11 @@ def last_metrics(run: Path) -> dict:
     return {"run": run.name, "epoch": last["epoch"] + 1, **{k: round(last["metrics"][k], 4) for k in KEYS}}
 
 
+def mean_metrics(folds: list[dict]) -> dict:
+    """Mean over runs of each metric in KEYS (rounded like the per-run figures)."""
+    return {k: round(sum(f[k] for f in folds) / len(folds), 4) for k in KEYS}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("run", type=Path)
@@ -44,7 +49,7 @@ def main() -> None:
         raise SystemExit(f"{source}: sha256 does not match its card")
     folds = [last_metrics(run) for run in args.cv]
     if folds:
-        mean = {k: round(sum(f[k] for f in folds) / len(folds), 4) for k in KEYS}
+        mean = mean_metrics(folds)
         card["cross_validation"] = {
             "protocol": "GAICD images of ../shared/data split into 5 fixed folds (seed 0); each fold validated by a model "
             "trained on the other 4 folds with the packaged recipe; last epoch, GAIC protocol (autocrop.bench.metrics)",
@@ -55,10 +60,10 @@ def main() -> None:
         seeds = []
         for runs in args.cv_other_seed:
             other = [last_metrics(run) for run in runs]
-            seeds.append({"folds": other, "mean": {k: round(sum(f[k] for f in other) / len(other), 4) for k in KEYS}})
+            seeds.append({"folds": other, "mean": mean_metrics(other)})
         card["cross_validation"]["other_seeds"] = seeds
         means = [card["cross_validation"]["mean"]] + [seed["mean"] for seed in seeds]
-        card["cross_validation"]["mean_over_seeds"] = {k: round(sum(m[k] for m in means) / len(means), 4) for k in KEYS}
+        card["cross_validation"]["mean_over_seeds"] = mean_metrics(means)
     if args.ablation:
         card["ablation"] = {"note": args.ablation_note, "rows": [last_metrics(run) for run in args.ablation]}
     if args.ablation_folds:
@@ -67,7 +72,7 @@ def main() -> None:
             runs = [Path(f"{prefix}_f{f}") for f in range(5) if (Path(f"{prefix}_f{f}") / "final.safetensors").is_file()]
             folds = [last_metrics(run) for run in runs]
             rows.append({"run": Path(prefix).name, "folds": [int(r.name[-1]) for r in runs],
-                         **{k: round(sum(f[k] for f in folds) / len(folds), 4) for k in KEYS}})
+                         **mean_metrics(folds)})
         card["ablation"] = {"note": args.ablation_note or "GAICD folds listed per row, last epoch, each row adds one component",
                             "rows": rows}
     PACKAGED_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)

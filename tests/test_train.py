@@ -173,8 +173,10 @@ def test_teacher_labels_fcdb_grid_crops_in_mos_units(tmp_path):
     photos, _ = fcdb_train_photos(DATA / "FCDB")
     assert photos and not any(is_fcdb_validation(p.name) for p in photos)
     decoded, _ = decode_samples(photos[:2], fcdb_sample, config)
-    labelled = teacher_labelled(load_scorer(tmp_path / "t.safetensors"), decoded, config)
+    teacher = load_scorer(tmp_path / "t.safetensors")
+    labelled = teacher_labelled(teacher, decoded, config)
     assert len(labelled) == 2 and all(s.teacher_labelled for s in labelled)
+    assert teacher.config.flip_tta is False and teacher.net.config.flip_tta is False  # the teacher is not altered
     first = labelled[0]
     assert len(first.boxes) == len(decoded[0].boxes) - 1  # grid only: the annotated crop is not a candidate
     net.eval()

@@ -179,13 +179,13 @@ class ViewRankingNet(nn.Module):
         scores = self.score_head(self.dropout(emb)).squeeze(1)
         return NetOutput(scores=scores, embeddings=emb, image_score=image_score)
 
-    def predict(self, image: Tensor, boxes: Tensor) -> Tensor:
+    def predict(self, image: Tensor, boxes: Tensor, flip_tta: bool | None = None) -> Tensor:
         """Inference scores [N] of boxes [N, 4] (input pixels) on one image [1, 3, H, W].
 
-        With ``config.flip_tta`` the mirror image is scored too (mirrored boxes, same forward pass,
-        batch of two) and the two scores of each crop are averaged.
+        With flip averaging (``flip_tta``, default ``config.flip_tta``) the mirror image is scored too
+        (mirrored boxes, same forward pass, batch of two) and the two scores of each crop are averaged.
         """
-        if not self.config.flip_tta:
+        if not (self.config.flip_tta if flip_tta is None else flip_tta):
             return self(image, boxes).scores
         n, width = boxes.shape[0], image.shape[-1]
         mirrored = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)

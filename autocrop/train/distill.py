@@ -34,12 +34,11 @@ def teacher_labelled(teacher: ViewScorer, fcdb_samples: list[TrainSample], confi
     teacher_cfg = teacher.config
     if (teacher_cfg.input_short_side, teacher_cfg.max_long_side) != (config.input_short_side, config.max_long_side):
         raise ModelError(f"{teacher.weights_path}: teacher input size differs from the student's; cannot share decoded images")
-    teacher.net.config = dataclasses.replace(teacher_cfg, flip_tta=True)
     standard = teacher.card.get("mos_standardization") or {"mean": 0.0, "std": 1.0}
     labelled = []
     for sample in fcdb_samples:
         grid = TrainSample(sample.dataset, sample.name, sample.pixels, sample.boxes[:-1])
-        mos = (standard["mean"] + standard["std"] * predict(teacher.net, grid)).astype(np.float32)
+        mos = (standard["mean"] + standard["std"] * predict(teacher.net, grid, flip_tta=True)).astype(np.float32)
         labelled.append(dataclasses.replace(grid, mos=mos, teacher_labelled=True, original_size=sample.original_size))
     return labelled
 

@@ -93,8 +93,8 @@ class Trainer:
             try:
                 result = self.net.load_state_dict(init_state, strict=False)
             except RuntimeError as err:  # tensor shapes differ: another head layout
-                first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
-                raise ModelError(f"initial model does not match the config ({first})") from None
+                detail = str(err).splitlines()[-1].strip()  # torch lists one mismatch per line
+                raise ModelError(f"initial model does not match the config ({detail})") from None
             # training-only heads may be added (fresh) or dropped (e.g. --no-pairwise from a pairwise model)
             missing = [k for k in result.missing_keys if not k.startswith(TRAINING_ONLY_PREFIXES)]
             unexpected = [k for k in result.unexpected_keys if not k.startswith(TRAINING_ONLY_PREFIXES)]
@@ -269,7 +269,7 @@ class Trainer:
             score = _selection_score(stats.metrics, self.recipe.select_metric) if stats.metrics else float(epoch)
             if score > self.best_score:
                 self.best_score = score
-                best_card = self._save_best(card, stats, model)
+                best_card = self._save_model(self.out / "best.safetensors", card, stats, model)
             if epoch == self.recipe.epochs - 1:  # the last epoch's model too: cross-validation reports it
                 self._save_model(self.out / "final.safetensors", card, stats, model)
             progress = {
@@ -311,9 +311,6 @@ class Trainer:
         model = ViewRankingNet(self.config)
         model.load_state_dict(self.swa_state)
         return model
-
-    def _save_best(self, card: dict, stats: EpochStats, model: torch.nn.Module) -> dict:
-        return self._save_model(self.out / "best.safetensors", card, stats, model)
 
     def _save_model(self, path: Path, card: dict, stats: EpochStats, model: torch.nn.Module) -> dict:
         card = dict(card)

@@ -13,9 +13,9 @@ from autocrop.train.samples import TrainSample
 
 
 @torch.inference_mode()
-def predict(net: torch.nn.Module, sample: TrainSample) -> np.ndarray:
-    """Scores [N] of ``sample.boxes`` with the network in eval mode."""
-    return net.predict(normalize(to_tensor(sample.pixels)), torch.from_numpy(sample.boxes)).numpy()
+def predict(net: torch.nn.Module, sample: TrainSample, flip_tta: bool | None = None) -> np.ndarray:
+    """Scores [N] of ``sample.boxes`` with the network in eval mode (flip averaging: the model's config unless given)."""
+    return net.predict(normalize(to_tensor(sample.pixels)), torch.from_numpy(sample.boxes), flip_tta).numpy()
 
 
 def validate(net: torch.nn.Module, samples: list[TrainSample]) -> dict[str, float]:
