@@ -170,3 +170,68 @@ def select_diverse(boxes: np.ndarray, scores: np.ndarray, k: int, iou_threshold:
             break
     chosen.sort(key=lambda i: (-scores[i], i))
     return np.asarray(chosen, dtype=np.int64)
+
+
+# ------------------------------------------------------------------------------ refinement of chosen views
+
+# Chosen on FCDB validation images (10 % of FCDB train; never test), flat between 0.2 and 0.3.
+REFINE_TEMPERATURE = 0.25  # softmax temperature, in units of the photo's score standard deviation
+REFINE_MIN_IOU = 0.5  # a candidate helps refine a chosen view only when it overlaps it this much
+
+
+def refine_boxes(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    chosen: np.ndarray,
+    temperature: float = REFINE_TEMPERATURE,
+    min_iou: float = REFINE_MIN_IOU,
+) -> np.ndarray:
+    """Score-weighted mean box around each chosen view -> float64 [K, 4] ``x1 y1 x2 y2``.
+
+    The candidates are a grid, so the single best one is quantised to the grid spacing; its
+    well-scored neighbours say on which side of it the best crop lies. Each candidate joins the chosen
+    view it overlaps most, when that IoU is >= ``min_iou``; the chosen view's refined box is the mean
+    of its members weighted by ``softmax((score - chosen score) / (temperature * std(scores)))``.
+    ``temperature <= 0`` (or all scores equal) returns the chosen boxes unchanged. Averaging boxes of
+    one aspect ratio keeps that ratio. boxes [N, 4], scores [N], chosen int [K] indices into them.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    chosen = np.asarray(chosen, dtype=np.int64).reshape(-1)
+    if boxes.shape[0] != scores.shape[0]:
+        raise ValueError(f"{boxes.shape[0]} boxes but {scores.shape[0]} scores")
+    spread = float(scores.std()) if scores.size else 0.0
+    if chosen.size == 0 or temperature <= 0 or spread <= 0:
+        return boxes[chosen].copy()
+    overlap = box_iou(boxes[chosen], boxes)  # [K, N]
+    owner = np.argmax(overlap, axis=0)  # the chosen view each candidate overlaps most
+    refined = np.empty((chosen.size, 4), dtype=np.float64)
+    for k, index in enumerate(chosen):
+        members = np.flatnonzero((owner == k) & (overlap[k] >= min_iou))
+        members = np.union1d(members, [index])
+        weights = np.exp((scores[members] - scores[index]) / (temperature * spread))
+        refined[k] = (boxes[members] * weights[:, None]).sum(axis=0) / weights.sum()
+    return refined
+
+
+def snap_box(box: np.ndarray, width: int, height: int, ratio: tuple[int, int] | None = None) -> np.ndarray:
+    """A float box -> int64 [4] pixel box inside the ``width`` x ``height`` photo, at least 1 px wide.
+
+    With ``ratio`` ``(a, b)`` the result is exactly ``k*a`` x ``k*b`` pixels (``k`` the nearest size
+    that fits), centred where ``box`` is centred and shifted inside the photo.
+    """
+    x1, y1, x2, y2 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
+    width, height = int(width), int(height)
+    if ratio is None:
+        left = int(np.clip(round(x1), 0, width - 1))
+        top = int(np.clip(round(y1), 0, height - 1))
+        right = int(np.clip(round(x2), left + 1, width))
+        bottom = int(np.clip(round(y2), top + 1, height))
+        return np.array([left, top, right, bottom], dtype=np.int64)
+    a, b = reduce_ratio(*ratio)
+    k_max = max(1, min(width // a, height // b))
+    k = int(np.clip(round(((x2 - x1) / a + (y2 - y1) / b) / 2), 1, k_max))
+    w, h = k * a, k * b
+    left = int(np.clip(round((x1 + x2 - w) / 2), 0, max(0, width - w)))
+    top = int(np.clip(round((y1 + y2 - h) / 2), 0, max(0, height - h)))
+    return np.array([left, top, left + w, top + h], dtype=np.int64)

@@ -10,7 +10,10 @@ Steps of :meth:`Engine.analyze`:
 2. candidates in pixels of the oriented original: GAIC's grid when no ratio is asked, otherwise crops
    of exactly each asked ratio (:func:`autocrop.candidates.ratio_candidates`), all ratios together;
 3. one forward pass of the scorer over every candidate (boxes scaled to the decoded size);
-4. per ratio, the ``top`` best candidates that are not near-duplicates (greedy IoU suppression).
+4. per ratio, the ``top`` best candidates that are not near-duplicates (greedy IoU suppression);
+5. each chosen view refined to the score-weighted mean of its well-overlapping neighbours, snapped to
+   whole pixels (and to the exact ratio): :func:`autocrop.candidates.refine_boxes`. The grid is coarse
+   (1/12 of the photo), and this lands between grid points when the scores say so.
 
 :meth:`Engine.write` then decodes the full-resolution photo once, crops, optionally resizes to
 ``--size``, and encodes each crop atomically (EXIF kept with orientation 1, ICC kept).
@@ -166,7 +169,8 @@ class Crop:
     box:      (x1, y1, x2, y2) integer pixels of the EXIF-oriented original photo.
     box_norm: ``box`` divided by the photo's width/height (floats in 0..1).
     width, height: pixel size of the output file (the box size, or ``--size``).
-    score:    the model's score (higher is better; comparable within one photo).
+    score:    the model's score of the candidate view the crop was refined from (higher is better;
+              comparable within one photo).
     path:     the written (or, in a dry run, the planned) output file; None before planning.
     """
 
@@ -304,6 +308,8 @@ class Engine:
     device: torch device string ("cpu", "cuda", ...).
     scorer: an already built scorer (tests, ``Cropper``); ``model``/``device`` are then ignored.
     iou_threshold: the largest IoU two chosen crops of one ratio may have (see select_diverse).
+    refine: move each chosen view to the score-weighted mean of its neighbours (see refine_boxes);
+        False returns the chosen grid views themselves.
     threads: torch intra-op threads (default: ``$AUTOCROP_THREADS``, else :func:`default_threads`).
 
     Thread safety: scoring is serialised with a lock; decoding/rendering may run in parallel threads.
@@ -316,10 +322,12 @@ class Engine:
         scorer: Scorer | None = None,
         iou_threshold: float = cand.DIVERSITY_IOU,
         threads: int | None = None,
+        refine: bool = True,
     ) -> None:
         self.model_path = Path(model).expanduser() if model else None
         self.device = device or "cpu"
         self.iou_threshold = float(iou_threshold)
+        self.refine = bool(refine)
         self.threads = threads
         self._scorer = scorer
         self._load_lock = threading.Lock()
@@ -447,6 +455,30 @@ class Engine:
             groups.append(np.full(boxes.shape[0], index, dtype=np.int64))
         return np.concatenate(all_boxes, axis=0), np.concatenate(groups, axis=0)
 
+    def final_boxes(self, boxes: np.ndarray, scores: np.ndarray, chosen: np.ndarray, width: int, height: int,
+                    ratio: tuple[int, int] | None) -> np.ndarray:
+        """The crops written for the ``chosen`` candidates (best first) -> int64 [K, 4] pixels of the photo.
+
+        boxes [N, 4] / scores [N]: one ratio's candidates; ratio: its exact ``(a, b)``, None when free.
+        Refined (see :func:`autocrop.candidates.refine_boxes`) unless the engine was built with
+        ``refine=False``; always inside the photo and of the exact ratio. Refinement never makes the
+        crops less distinct than the chosen views were: a refined crop that overlaps a better one by
+        more than that keeps its unrefined view (and if that still does, no crop is refined).
+        """
+        chosen = np.asarray(chosen, dtype=np.int64).reshape(-1)
+        grid = np.asarray([cand.snap_box(box, width, height, ratio) for box in np.asarray(boxes)[chosen]],
+                          dtype=np.int64).reshape(-1, 4)
+        if not self.refine or chosen.size == 0:
+            return grid
+        refined = [cand.snap_box(box, width, height, ratio) for box in cand.refine_boxes(boxes, scores, chosen)]
+        bound = max(self.iou_threshold, _max_pairwise_iou(grid))
+        final: list[np.ndarray] = []
+        for mine, fallback in zip(refined, grid):
+            pick = mine if not final or _max_iou(mine, final) <= bound else fallback
+            final.append(pick)
+        out = np.asarray(final, dtype=np.int64).reshape(-1, 4)
+        return out if _max_pairwise_iou(out) <= bound else grid
+
     def analyze(self, path: str | Path, ratios: list[RatioSpec] | list[str] | str | None = None,
                 top: int = 1) -> CropResult:
         """Choose the ``top`` best crops per asked ratio of the photo at ``path``; nothing is written."""
@@ -483,8 +515,10 @@ class Engine:
         for index, spec in enumerate(specs):
             members = np.flatnonzero(groups == index)
             chosen = cand.select_diverse(boxes[members], scores[members], top, self.iou_threshold)
-            for rank, j in enumerate(members[chosen], start=1):
-                x1, y1, x2, y2 = (int(v) for v in boxes[j])
+            final = self.final_boxes(boxes[members], scores[members], chosen, info.width, info.height,
+                                     spec.resolve(info.width, info.height))
+            for rank, (j, box) in enumerate(zip(members[chosen], final), start=1):
+                x1, y1, x2, y2 = (int(v) for v in box)
                 crops.append(Crop(
                     rank=rank,
                     ratio=spec.label,
@@ -654,6 +688,18 @@ class Engine:
                     imageio.remove_quietly(p)
                 raise
         return result
+
+
+def _max_iou(box: np.ndarray, others: list[np.ndarray]) -> float:
+    return float(cand.box_iou(box, np.asarray(others)).max())
+
+
+def _max_pairwise_iou(boxes: np.ndarray) -> float:
+    """The largest IoU between two different rows of ``boxes`` [K, 4] (0 when K < 2)."""
+    if len(boxes) < 2:
+        return 0.0
+    iou = cand.box_iou(boxes, boxes)
+    return float(iou[~np.eye(len(boxes), dtype=bool)].max())
 
 
 def _as_specs(ratios: list[RatioSpec] | list[str] | str | None) -> list[RatioSpec]:

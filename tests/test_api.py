@@ -122,6 +122,44 @@ def test_engine_hooks_for_batch(tmp_path: Path, gaicd_images: list[Path], fake_s
     assert not (tmp_path / "new").exists()
 
 
+def test_engine_refines_the_chosen_views_and_can_be_told_not_to(gaicd_images: list[Path], fake_scorer) -> None:  # noqa: ANN001
+    from autocrop.candidates import refine_boxes
+
+    grid = Engine(scorer=fake_scorer, refine=False)
+    refined = Engine(scorer=fake_scorer)
+    for ratios in (["free"], ["16:9", "4:5"]):
+        raw = grid.analyze(gaicd_images[1], ratios, 3)
+        new = refined.analyze(gaicd_images[1], ratios, 3)
+        assert [c.score for c in raw.crops] == [c.score for c in new.crops]  # same views chosen
+        width, height = new.width, new.height
+        boxes, groups = grid.candidates(width, height, parse_ratios(ratios))
+        assert all(list(c.box) in boxes.tolist() for c in raw.crops)  # unrefined: candidates themselves
+        for crop in new.crops:
+            x1, y1, x2, y2 = crop.box
+            assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+            if crop.ratio != "free":
+                a, b = (int(v) for v in crop.ratio.split(":"))
+                assert (x2 - x1) * b == (y2 - y1) * a
+    # the best free crop is refine_boxes' mean around the best candidate, rounded to pixels
+    boxes, _ = grid.candidates(width, height, parse_ratios(["free"]))
+    decoded = grid.decode(gaicd_images[1])
+    scores = fake_scorer.score(decoded.image, boxes.astype(np.float32) / np.float32(decoded.scale))
+    expected = np.round(refine_boxes(boxes, scores, np.array([int(np.argmax(scores))]))[0])
+    assert np.abs(np.array(refined.analyze(gaicd_images[1], None, 1).crops[0].box) - expected).max() <= 1
+
+
+def test_refinement_never_makes_the_crops_less_distinct(fake_scorer) -> None:  # noqa: ANN001
+    # chosen A and B (IoU 0.43); C pulls A towards B, so refined A would overlap B more than the bound
+    boxes = np.array([[0, 0, 100, 100], [40, 0, 140, 100], [20, 0, 120, 100], [0, 300, 100, 400]], dtype=float)
+    scores = np.array([1.0, 0.9, 1.0, -5.0])
+    chosen = np.array([0, 1])
+    engine = Engine(scorer=fake_scorer, iou_threshold=0.3)
+    final = engine.final_boxes(boxes, scores, chosen, 200, 400, None)
+    np.testing.assert_array_equal(final, boxes[chosen])
+    # alone, A is refined to the mean of A and C
+    np.testing.assert_array_equal(engine.final_boxes(boxes, scores, chosen[:1], 200, 400, None), [[10, 0, 110, 100]])
+
+
 def test_parse_ratio() -> None:
     assert parse_ratio("16:9").label == "16:9"
     assert parse_ratio("32x18").label == "16:9"

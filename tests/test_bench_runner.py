@@ -214,6 +214,9 @@ def test_fcdb_run_top1_is_the_best_candidate_for_an_oracle(candidates):
     for name in ("random", "largest"):
         assert model["iou"] >= report["results"][name]["iou"]
     assert 0.5 < model["iou"] <= 1.0 and 0 <= model["disp"] < 0.2
+    # the unrefined row is the oracle's own pick: the candidate closest to the truth
+    assert report["results"]["model_unrefined"]["iou"] >= model["iou"] - 0.05
+    assert "model_unrefined" not in report["margins"]
     per = report["per_image"]
     assert box_metrics([np.array(p["top1"]) for p in per], [i.gts for i in items],
                        _sizes(items)).iou == pytest.approx(model["iou"], abs=1e-3)

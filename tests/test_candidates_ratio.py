@@ -1,4 +1,4 @@
-"""Ratio-constrained candidates, ratio helpers and diversity-aware top-k (autocrop.candidates)."""
+"""Ratio-constrained candidates, ratio helpers, diversity-aware top-k and refinement (autocrop.candidates)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from autocrop.candidates import (
     grid_candidates,
     ratio_candidates,
     reduce_ratio,
+    refine_boxes,
     select_diverse,
     simple_ratio,
+    snap_box,
 )
 
 SIZES = [(6000, 4000), (1024, 683), (683, 1024), (801, 799), (4000, 333), (97, 1301)]
@@ -117,3 +119,62 @@ def test_select_diverse_is_best_first() -> None:
     assert len(chosen) == 5
     assert chosen[0] == int(np.argmax(scores))
     assert np.all(np.diff(scores[chosen]) <= 0)
+
+
+# ---------------------------------------------------------------------------------------- refinement
+
+
+def test_refine_boxes_hand_worked_weights() -> None:
+    # A and B overlap with IoU 80/120 = 0.67 (>= 0.5); C overlaps neither and never takes part.
+    boxes = np.array([[0, 0, 10, 10], [2, 0, 12, 10], [50, 50, 60, 60]], dtype=float)
+    scores = np.array([2.0, 1.0, 0.0])
+    spread = np.std(scores)  # 0.8165
+    w_b = np.exp((1.0 - 2.0) / (0.25 * spread))  # 0.00745
+    expected = (boxes[0] + w_b * boxes[1]) / (1 + w_b)
+    np.testing.assert_allclose(refine_boxes(boxes, scores, np.array([0]), temperature=0.25), [expected])
+    # equal scores for A and B: the plain mean of the two
+    np.testing.assert_allclose(refine_boxes(boxes, np.array([1.0, 1.0, 0.0]), np.array([0])), [[1, 0, 11, 10]])
+
+
+def test_refine_boxes_without_spread_or_temperature_keeps_the_chosen_boxes() -> None:
+    boxes = np.array([[0, 0, 10, 10], [2, 0, 12, 10]], dtype=float)
+    np.testing.assert_array_equal(refine_boxes(boxes, np.array([1.0, 0.5]), np.array([1]), temperature=0), boxes[[1]])
+    np.testing.assert_array_equal(refine_boxes(boxes, np.array([1.0, 1.0]), np.array([0])), boxes[[0]])
+    assert refine_boxes(boxes, np.array([1.0, 0.5]), np.zeros(0, dtype=int)).shape == (0, 4)
+    with pytest.raises(ValueError, match="2 boxes but 1 scores"):
+        refine_boxes(boxes, np.array([1.0]), np.array([0]))
+
+
+def test_refine_boxes_neighbours_belong_to_the_chosen_view_they_overlap_most() -> None:
+    # chosen 0 and 2; box 1 overlaps box 2 (IoU 0.82) more than box 0 (0.54): it refines box 2 only
+    # (box 3, far away and poorly scored, gives the scores their spread)
+    boxes = np.array([[0, 0, 100, 100], [30, 0, 130, 100], [40, 0, 140, 100], [500, 500, 600, 600]], dtype=float)
+    scores = np.array([1.0, 1.0, 1.0, -5.0])
+    refined = refine_boxes(boxes, scores, np.array([0, 2]))
+    np.testing.assert_allclose(refined[0], boxes[0])
+    np.testing.assert_allclose(refined[1], (boxes[1] + boxes[2]) / 2)
+
+
+@pytest.mark.parametrize("width,height", SIZES)
+@pytest.mark.parametrize("rw,rh", [(16, 9), (1, 1), (4, 5), (191, 100)])
+def test_refined_ratio_crops_snap_to_the_exact_ratio_inside_the_photo(width: int, height: int, rw: int, rh: int) -> None:
+    boxes = ratio_candidates(width, height, rw, rh)
+    if len(boxes) == 0:
+        pytest.skip("no crop of this ratio fits")
+    scores = np.random.default_rng(width + rw).normal(size=len(boxes))
+    chosen = select_diverse(boxes, scores, 3)
+    a, b = reduce_ratio(rw, rh)
+    for box in refine_boxes(boxes, scores, chosen):
+        x1, y1, x2, y2 = snap_box(box, width, height, (rw, rh)).tolist()
+        assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+        assert (x2 - x1) * b == (y2 - y1) * a and (x2 - x1) % a == 0
+    # an unrefined candidate snaps to itself
+    for box in boxes[chosen]:
+        np.testing.assert_array_equal(snap_box(box, width, height, (rw, rh)), box.astype(np.int64))
+
+
+def test_snap_box_free_rounds_and_clips_into_the_photo() -> None:
+    assert snap_box(np.array([-3.2, 10.4, 99.6, 50.5]), 90, 60).tolist() == [0, 10, 90, 50]
+    assert snap_box(np.array([95.0, 70.0, 99.0, 80.0]), 90, 60).tolist() == [89, 59, 90, 60]
+    # a ratio crop larger than the photo shrinks to the largest that fits, then is shifted inside
+    assert snap_box(np.array([0.0, 0.0, 200.0, 200.0]), 90, 60, (1, 1)).tolist() == [30, 0, 90, 60]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from autocrop.bench.baselines import BASELINES
+from autocrop.bench.runner import UNREFINED
 from autocrop.errors import InputError
 
 GAICD_COLUMNS = (
@@ -53,6 +54,8 @@ def render(report: dict, console: Any) -> None:
         quality.add_column(label, justify="right")
     results, margins = report["results"], report["margins"]
     quality.add_row("model", *(_fmt(k, results["model"][k]) for k, _ in columns), style="bold")
+    if UNREFINED in results:
+        quality.add_row("model, unrefined grid view", *(_fmt(k, results[UNREFINED][k]) for k, _ in columns))
     for name in BASELINES:
         if name in results:
             quality.add_row(BASELINE_LABELS[name], *(_fmt(k, results[name][k]) for k, _ in columns))

@@ -28,6 +28,7 @@ from autocrop.errors import DatasetError, InputError
 CANDIDATE_SETS = ("grid", "anchors")
 GAICD_MARGIN_KEYS = ("acc1_5", "acc5_mean", "acc1_10", "acc10_mean", "srcc", "pcc")
 BOX_MARGIN_KEYS = ("iou", "disp")
+UNREFINED = "model_unrefined"  # box datasets: the best grid view itself, before refine_boxes
 LOWER_IS_BETTER = {"disp"}
 CONFIG_KEYS = {"gaicd": "gaicd_dir", "fcdb": "fcdb_dir", "flms": "flms_dir"}
 
@@ -207,7 +208,7 @@ def run_bench(options: BenchOptions, scorer: BenchScorer | None = None, progress
     flagged_names = {i.name for i in flagged}
 
     rng = np.random.default_rng(options.seed)
-    methods = ("model", *BASELINES)
+    methods = ("model", *BASELINES) if dataset == "gaicd" else ("model", UNREFINED, *BASELINES)
     per_image: list[dict] = []
     decode_ms: list[float] = []
     score_ms: list[float] = []
@@ -224,7 +225,7 @@ def run_bench(options: BenchOptions, scorer: BenchScorer | None = None, progress
 
     from autocrop.engine import FREE, Engine
 
-    grid_engine = Engine()  # candidate generation only (no model is loaded by it)
+    grid_engine = Engine()  # candidates and final boxes exactly as `autocrop crop` makes them (loads no model)
     loop_start = time.perf_counter()
     for index, item in enumerate(evaluated):
         t0 = time.perf_counter()
@@ -262,8 +263,12 @@ def run_bench(options: BenchOptions, scorer: BenchScorer | None = None, progress
             top1 = int(np.argmax(scores))
             record.update(top1_mos=round(float(item.scores[top1]), 4), best_mos=round(float(item.scores.max()), 4))
         else:
-            top1_box = np.asarray(boxes, dtype=np.float64)[int(np.argmax(scores))]
+            top1 = np.array([int(np.argmax(scores))])
+            grid_box = np.asarray(boxes, dtype=np.float64)[top1[0]]
+            # exactly what `autocrop crop` writes: the best view, refined, in whole pixels
+            top1_box = grid_engine.final_boxes(boxes, scores, top1, width, height, None)[0].astype(np.float64)
             chosen["model"].append(top1_box)
+            chosen[UNREFINED].append(grid_box)
             for name in BASELINES:
                 chosen[name].append(baseline_top1(name, boxes, width, height, rng))
             gts.append(item.gts)

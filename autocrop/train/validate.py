@@ -1,4 +1,5 @@
-"""Validation during training: GAICD-style ranking metrics and FCDB-style top-1 IoU / displacement.
+"""Validation during training: GAICD-style ranking metrics and FCDB-style top-1 IoU / displacement
+(of the refined best view, as the engine writes it).
 
 The metric definitions are those of :mod:`autocrop.bench.metrics` (the benchmark uses the same code).
 """
@@ -21,6 +22,7 @@ def predict(net: torch.nn.Module, sample: TrainSample, flip_tta: bool | None = N
 def validate(net: torch.nn.Module, samples: list[TrainSample]) -> dict[str, float]:
     """Metrics over ``samples`` (GAICD ones -> acc/srcc/pcc, FCDB ones -> iou/disp)."""
     from autocrop.bench.metrics import box_metrics, gaicd_metrics
+    from autocrop.candidates import refine_boxes
 
     was_training = net.training
     net.eval()
@@ -37,7 +39,8 @@ def validate(net: torch.nn.Module, samples: list[TrainSample]) -> dict[str, floa
         elif sample.iou_target is not None:
             h, w = sample.pixels.shape[:2]
             candidates = sample.boxes[:-1]  # the last box is the ground truth itself, not a candidate
-            chosen.append(candidates[int(np.argmax(scores[:-1]))])
+            top1 = np.array([int(np.argmax(scores[:-1]))])
+            chosen.append(refine_boxes(candidates, scores[:-1], top1)[0])  # as the engine does
             truths.append(sample.boxes[-1:])
             sizes.append((float(w), float(h)))
     net.train(was_training)
