@@ -55,6 +55,8 @@ class Cropper:
     device: torch device string, e.g. "cpu" or "cuda".
     scorer: an already constructed scorer object (advanced; ``model``/``device`` are then unused).
     iou_threshold: the most two returned crops (of one ratio) may overlap, as intersection over union.
+    refine: move each chosen view to the score-weighted mean of the candidate views around it (the
+        default; see :func:`autocrop.candidates.refine_boxes`); False returns the candidate views themselves.
 
     The model is loaded once, on the first call that needs it, and reused. Raises
     :class:`autocrop.errors.ModelError` when the model file is missing or damaged, and
@@ -62,8 +64,8 @@ class Cropper:
     """
 
     def __init__(self, model: str | Path | None = None, device: str = "cpu", *, scorer: Scorer | None = None,
-                 iou_threshold: float = 0.7) -> None:
-        self.engine = Engine(model=model, device=device, scorer=scorer, iou_threshold=iou_threshold)
+                 iou_threshold: float = 0.7, refine: bool = True) -> None:
+        self.engine = Engine(model=model, device=device, scorer=scorer, iou_threshold=iou_threshold, refine=refine)
 
     def crop(
         self,

@@ -125,7 +125,7 @@ def test_engine_hooks_for_batch(tmp_path: Path, gaicd_images: list[Path], fake_s
 def test_engine_refines_the_chosen_views_and_can_be_told_not_to(gaicd_images: list[Path], fake_scorer) -> None:  # noqa: ANN001
     from autocrop.candidates import refine_boxes
 
-    grid = Engine(scorer=fake_scorer, refine=False)
+    grid = Cropper(scorer=fake_scorer, refine=False).engine
     refined = Engine(scorer=fake_scorer)
     for ratios in (["free"], ["16:9", "4:5"]):
         raw = grid.analyze(gaicd_images[1], ratios, 3)
