@@ -474,10 +474,11 @@ class Engine:
         bound = max(self.iou_threshold, _max_pairwise_iou(grid))
         final: list[np.ndarray] = []
         for mine, fallback in zip(refined, grid):
-            pick = mine if not final or _max_iou(mine, final) <= bound else fallback
-            final.append(pick)
-        out = np.asarray(final, dtype=np.int64).reshape(-1, 4)
-        return out if _max_pairwise_iou(out) <= bound else grid
+            fits = [box for box in (mine, fallback) if not final or _max_iou(box, final) <= bound]
+            if not fits:
+                return grid
+            final.append(fits[0])
+        return np.asarray(final, dtype=np.int64).reshape(-1, 4)
 
     def analyze(self, path: str | Path, ratios: list[RatioSpec] | list[str] | str | None = None,
                 top: int = 1) -> CropResult:
