@@ -1,36 +1,49 @@
 """autocrop: crop photos the way a good photographer would.
 
-The public API is imported lazily so that ``import autocrop`` stays light (no torch):
+The public API is imported lazily, so ``import autocrop`` stays light (no torch, no Pillow):
 
     from autocrop import Cropper
-    result = Cropper().crop("photo.jpg", ratio="16:9", top=3)
+    result = Cropper().crop("photo.jpg", ratio="16:9", top=3, out="crops/")
     scores = Cropper().score("photo.jpg", [[0, 0, 800, 450]])
 """
 
 from __future__ import annotations
 
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("autocrop-views")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
 
 _LAZY = {
-    "Cropper": "autocrop.api",
-    "Crop": "autocrop.api",
-    "CropResult": "autocrop.api",
+    "Cropper": "autocrop.cropper",
+    "CropSettings": "autocrop.settings",
+    "CropResult": "autocrop.results",
+    "Crop": "autocrop.results",
+    "AutocropError": "autocrop.errors",
+    "InputError": "autocrop.errors",
+    "UsageError": "autocrop.errors",
+    "OutputError": "autocrop.errors",
+    "ModelError": "autocrop.errors",
+    "DatasetError": "autocrop.errors",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from autocrop.api import Crop, Cropper, CropResult
+    from autocrop.cropper import Cropper
+    from autocrop.errors import AutocropError, DatasetError, InputError, ModelError, OutputError, UsageError
+    from autocrop.results import Crop, CropResult
+    from autocrop.settings import CropSettings
 
 
 def __getattr__(name: str) -> Any:
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'autocrop' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module_name), name)
+    value = getattr(import_module(module_name), name)
     globals()[name] = value
     return value

@@ -1,4 +1,4 @@
-"""Candidate views.
+"""Candidate views: GAIC's grid (free crops) and exact-ratio crops, as plain functions.
 
 ``grid_candidates``: GAIC's grid anchors. The image is divided into 12 x 12 bins; the top-left corner
 lies in the first 4 bins and the bottom-right corner in the last 4 bins of each axis (bin edges
@@ -8,7 +8,15 @@ Boxes are ``x1 y1 x2 y2`` in pixels (float32 [N, 4]).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+from autocrop.errors import InputError
+from autocrop.geometry import reduce_ratio
+
+if TYPE_CHECKING:
+    from autocrop.ratios import RatioSpec
 
 GRID_BINS = 12
 CORNER_BINS = 4
@@ -38,40 +46,8 @@ def grid_candidates(
 
 # ------------------------------------------------------------------------------ ratio-constrained views
 
-# 6 sizes x positions every 1/16 of the long side: ~90..260 views per ratio, as dense as GAIC's grid
-# (12 bins). Each view costs forward time: ~0.05 ms with the GAIC head, ~0.23 ms with the
-# spatial-aware head (1 CPU thread, measured on the 2-core dev machine).
 RATIO_SIZES = 6  # crop sizes between the smallest and the largest crop of the asked ratio
-POSITION_STEP = 1 / 16  # spacing of crop positions, as a fraction of the image's long side
-
-
-def reduce_ratio(ratio_w: int, ratio_h: int) -> tuple[int, int]:
-    """``16:9`` stays ``16:9``; ``32:18`` -> ``16:9``. Both terms must be positive integers."""
-    from math import gcd
-
-    if ratio_w <= 0 or ratio_h <= 0:
-        raise ValueError(f"ratio terms must be positive, got {ratio_w}:{ratio_h}")
-    g = gcd(int(ratio_w), int(ratio_h))
-    return int(ratio_w) // g, int(ratio_h) // g
-
-
-def simple_ratio(width: int, height: int, tolerance: float = 0.005, max_term: int = 64) -> tuple[int, int]:
-    """The simplest ``a:b`` (terms <= ``max_term``) within ``tolerance`` (relative) of ``width:height``.
-
-    Used for ``--ratio original``: a 1024x683 photo is 3:2 to 0.05 %, and 3:2 leaves many exact crop
-    sizes, whereas 1024:683 exactly admits only the whole photo. Falls back to the exact ratio.
-    """
-    from fractions import Fraction
-
-    target = width / height
-    best: tuple[int, int] | None = None
-    for den in range(1, max_term + 1):
-        num = round(target * den)
-        if 1 <= num <= max_term and abs(num / den - target) / target <= tolerance:
-            frac = Fraction(num, den)
-            best = (frac.numerator, frac.denominator)
-            break
-    return best if best is not None else reduce_ratio(width, height)
+POSITION_STEP = 1 / 16  # spacing of crop positions, as a fraction of the image's long side (as dense as the grid)
 
 
 def ratio_candidates(
@@ -122,116 +98,29 @@ def _positions(free: int, step: float) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, free, count)).astype(np.int64))
 
 
-# ------------------------------------------------------------------------------ diversity-aware top-k
+def candidate_boxes(width: int, height: int, ratios: tuple[RatioSpec, ...] | list[RatioSpec],
+                    label: str = "image") -> tuple[np.ndarray, np.ndarray]:
+    """All candidate views of a ``width`` x ``height`` photo for the asked ratios.
 
-DIVERSITY_IOU = 0.7  # two chosen crops overlap by at most this IoU (relaxed only when too few remain)
-_RELAXED_IOU = (0.8, 0.9, 0.95)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Intersection over union of boxes ``a`` [N, 4] and ``b`` [M, 4] (x1 y1 x2 y2) -> [N, M]."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
-def select_diverse(boxes: np.ndarray, scores: np.ndarray, k: int, iou_threshold: float = DIVERSITY_IOU) -> np.ndarray:
-    """Indices of up to ``k`` high-scoring boxes that are not near-duplicates, best first.
-
-    Greedy: walk the boxes by descending score, keep one when its IoU with every kept box is
-    <= ``iou_threshold``. If fewer than ``k`` are kept, the walk is repeated with looser thresholds
-    (0.8, 0.9, 0.95), so ``k`` crops are returned whenever ``k`` sufficiently different boxes exist;
-    identical boxes are never returned twice. Returns int64 [<= k].
+    Returns (int64 [N, 4] ``x1 y1 x2 y2`` pixels of the photo, int64 [N] index of the ratio in
+    ``ratios``). Free crops use GAIC's grid (rounded to whole pixels, duplicates removed); exact ratios
+    use :func:`ratio_candidates`. Raises :class:`InputError` naming ``label`` when the photo is too
+    small for one of the ratios.
     """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if boxes.shape[0] != scores.shape[0]:
-        raise ValueError(f"{boxes.shape[0]} boxes but {scores.shape[0]} scores")
-    if k < 1 or boxes.shape[0] == 0:
-        return np.zeros(0, dtype=np.int64)
-    order = np.argsort(-scores, kind="stable")
-    iou = box_iou(boxes, boxes)
-    chosen: list[int] = []
-    for threshold in (iou_threshold, *[t for t in _RELAXED_IOU if t > iou_threshold]):
-        for i in order:
-            if len(chosen) >= k:
-                break
-            if i in chosen:
-                continue
-            if not chosen or float(iou[i, chosen].max()) <= threshold:
-                chosen.append(int(i))
-        if len(chosen) >= k:
-            break
-    chosen.sort(key=lambda i: (-scores[i], i))
-    return np.asarray(chosen, dtype=np.int64)
-
-
-# ------------------------------------------------------------------------------ refinement of chosen views
-
-# Chosen on FCDB validation images (10 % of FCDB train; never test), flat between 0.2 and 0.3.
-REFINE_TEMPERATURE = 0.25  # softmax temperature, in units of the photo's score standard deviation
-REFINE_MIN_IOU = 0.5  # a candidate helps refine a chosen view only when it overlaps it this much
-
-
-def refine_boxes(
-    boxes: np.ndarray,
-    scores: np.ndarray,
-    chosen: np.ndarray,
-    temperature: float = REFINE_TEMPERATURE,
-    min_iou: float = REFINE_MIN_IOU,
-) -> np.ndarray:
-    """Score-weighted mean box around each chosen view -> float64 [K, 4] ``x1 y1 x2 y2``.
-
-    The candidates are a grid, so the single best one is quantised to the grid spacing; its
-    well-scored neighbours say on which side of it the best crop lies. Each candidate joins the chosen
-    view it overlaps most, when that IoU is >= ``min_iou``; the chosen view's refined box is the mean
-    of its members weighted by ``softmax((score - chosen score) / (temperature * std(scores)))``.
-    ``temperature <= 0`` (or all scores equal) returns the chosen boxes unchanged. Averaging boxes of
-    one aspect ratio keeps that ratio. boxes [N, 4], scores [N], chosen int [K] indices into them.
-    """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    chosen = np.asarray(chosen, dtype=np.int64).reshape(-1)
-    if boxes.shape[0] != scores.shape[0]:
-        raise ValueError(f"{boxes.shape[0]} boxes but {scores.shape[0]} scores")
-    spread = float(scores.std()) if scores.size else 0.0
-    if chosen.size == 0 or temperature <= 0 or spread <= 0:
-        return boxes[chosen].copy()
-    overlap = box_iou(boxes[chosen], boxes)  # [K, N]
-    owner = np.argmax(overlap, axis=0)  # the chosen view each candidate overlaps most
-    refined = np.empty((chosen.size, 4), dtype=np.float64)
-    for k, index in enumerate(chosen):
-        members = np.flatnonzero((owner == k) & (overlap[k] >= min_iou))
-        members = np.union1d(members, [index])
-        weights = np.exp((scores[members] - scores[index]) / (temperature * spread))
-        refined[k] = (boxes[members] * weights[:, None]).sum(axis=0) / weights.sum()
-    return refined
-
-
-def snap_box(box: np.ndarray, width: int, height: int, ratio: tuple[int, int] | None = None) -> np.ndarray:
-    """A float box -> int64 [4] pixel box inside the ``width`` x ``height`` photo, at least 1 px wide.
-
-    With ``ratio`` ``(a, b)`` the result is exactly ``k*a`` x ``k*b`` pixels (``k`` the nearest size
-    that fits), centred where ``box`` is centred and shifted inside the photo.
-    """
-    x1, y1, x2, y2 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
-    width, height = int(width), int(height)
-    if ratio is None:
-        left = int(np.clip(round(x1), 0, width - 1))
-        top = int(np.clip(round(y1), 0, height - 1))
-        right = int(np.clip(round(x2), left + 1, width))
-        bottom = int(np.clip(round(y2), top + 1, height))
-        return np.array([left, top, right, bottom], dtype=np.int64)
-    a, b = reduce_ratio(*ratio)
-    k_max = max(1, min(width // a, height // b))
-    k = int(np.clip(round(((x2 - x1) / a + (y2 - y1) / b) / 2), 1, k_max))
-    w, h = k * a, k * b
-    left = int(np.clip(round((x1 + x2 - w) / 2), 0, max(0, width - w)))
-    top = int(np.clip(round((y1 + y2 - h) / 2), 0, max(0, height - h)))
-    return np.array([left, top, left + w, top + h], dtype=np.int64)
+    all_boxes, groups = [], []
+    for index, spec in enumerate(ratios):
+        exact = spec.resolve(width, height)
+        if exact is None:
+            boxes = np.round(grid_candidates(width, height)).astype(np.int64)
+            boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+            if boxes.shape[0] == 0:
+                boxes = np.array([[0, 0, width, height]], dtype=np.int64)
+            boxes = np.unique(boxes, axis=0)
+        else:
+            boxes = ratio_candidates(width, height, *exact).astype(np.int64)
+            if boxes.shape[0] == 0:
+                raise InputError(f"{label}: {width}x{height} px is too small for ratio {spec.label} "
+                                 f"(needs at least {exact[0]}x{exact[1]} px)")
+        all_boxes.append(boxes)
+        groups.append(np.full(boxes.shape[0], index, dtype=np.int64))
+    return np.concatenate(all_boxes, axis=0), np.concatenate(groups, axis=0)

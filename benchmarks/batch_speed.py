@@ -84,7 +84,7 @@ def model_file(work: Path, given: str | None) -> str | None:
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
@@ -136,11 +136,13 @@ def main() -> None:
     print()
     print(f"| what (2 cores: {os.cpu_count()} visible) | images | seconds | images/s |")
     print("| --- | ---: | ---: | ---: |")
-    print(f"| autocrop batch --ratio 16:9 (median of {args.runs}) | {len(photos)} | {batch_med:.1f} | {batch_rate:.2f} |")
+    batch_what = f"autocrop batch --ratio 16:9 (median of {args.runs})"
+    print(f"| {batch_what} | {len(photos)} | {batch_med:.1f} | {batch_rate:.2f} |")
     if base:
         print(f"| autocrop crop once per file | {len(base)} | {crop_t:.1f} | {crop_rate:.2f} |")
     print(f"| batch re-run, resume (nothing to do) | {len(photos)} | {resume_t:.2f} | - |")
-    print(f"\nbatch / per-file crop: {batch_rate / crop_rate:.1f}x; batch runs: {', '.join(f'{t:.1f}' for t in batch_times)} s")
+    runs = ", ".join(f"{t:.1f}" for t in batch_times)
+    print(f"\nbatch / per-file crop: {batch_rate / crop_rate:.1f}x; batch runs: {runs} s")
     ok = batch_rate >= 6 and (not base or batch_rate >= 3 * crop_rate)
     print("floors (>= 6 img/s, >= 3x per-file):", "met" if ok else "MISSED")
     sys.exit(0 if ok else 1)

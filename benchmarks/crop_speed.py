@@ -148,20 +148,21 @@ def main() -> None:
         command = bench_command(big, model, args.cmd_runs, workdir)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     rows = [
-        ("analyze 24 MP JPEG, warm (median of %d)" % args.runs, f"{analysis['analyze_ms']:.1f} ms",
+        (f"analyze 24 MP JPEG, warm (median of {args.runs})", f"{analysis['analyze_ms']:.1f} ms",
          f"<= {ANALYSIS_FLOOR_MS:.0f} ms", analysis["analyze_ms"] <= ANALYSIS_FLOOR_MS),
         ("  decode (JPEG draft 1/8)", f"{analysis['decode_ms']:.1f} ms", "", None),
-        ("  candidates (%d views)" % analysis["candidates"], f"{analysis['candidates_ms']:.1f} ms", "", None),
+        (f"  candidates ({analysis['candidates']} views)", f"{analysis['candidates_ms']:.1f} ms", "", None),
         ("  forward pass", f"{analysis['score_ms']:.1f} ms", "", None),
         ("  diverse top-3", f"{analysis['select_ms']:.1f} ms", "", None),
         ("baseline: analyze on full decode (no draft)", f"{analysis['no_draft_ms']:.1f} ms", "", None),
-        ("autocrop big.jpg --ratio 16:9 --top 3 (median of %d)" % args.cmd_runs, f"{command['command_s']:.2f} s",
+        (f"autocrop big.jpg --ratio 16:9 --top 3 (median of {args.cmd_runs})", f"{command['command_s']:.2f} s",
          f"<= {COMMAND_FLOOR_S:.0f} s", command["command_s"] <= COMMAND_FLOOR_S),
         ("  min / max", f"{command['command_min_s']:.2f} / {command['command_max_s']:.2f} s", "", None),
         ("reference: python -c 'import torch'", f"{command['python_import_torch_s']:.2f} s", "", None),
     ]
     width = max(len(r[0]) for r in rows)
-    print(f"model: {model_kind}; torch threads: {analysis['threads']}; cpus: {os.cpu_count()}; load avg (1 min): {load:.2f}")
+    print(f"model: {model_kind}; torch threads: {analysis['threads']}; cpus: {os.cpu_count()}; "
+          f"load avg (1 min): {load:.2f}")
     print(f"{'measurement':<{width}}  {'median':>14}  {'floor':>9}  ok")
     for name, value, floor, ok in rows:
         mark = "" if ok is None else ("yes" if ok else "NO")

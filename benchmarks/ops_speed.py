@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/ops_speed.py [--runs 50] [--threads 1] [--boxes 200] [--json]
 
 Realistic case of the view-ranking model: a 384x256 input at stride 16 -> features [1, 8, 16, 24],
-``--boxes`` candidate crops from the GAIC grid (``grid_candidates``, repeated when it has fewer), 9x9 output, sampling_ratio 2,
-aligned. For each op and backend: forward under ``torch.inference_mode`` and forward + backward
+``--boxes`` candidate crops from the GAIC grid (``grid_candidates``, repeated when it has fewer), 9x9 output,
+sampling_ratio 2, aligned. For each op and backend: forward under ``torch.inference_mode`` and forward + backward
 (gradient w.r.t. the features, as in training); medians over ``--runs`` after 5 warm-up runs.
 The two backends are also checked to agree (max abs difference printed).
 """
@@ -53,7 +53,9 @@ def main() -> None:
     params = ((9, 9), 1 / 16, 2, True)
 
     references = {"roi_align": ops.roi_align_reference, "rod_align": ops.rod_align_reference}
-    results = {"threads": args.threads, "rois": len(rois), "features": list(features.shape), "output": [9, 9], "ops": {}}
+    results = {
+        "threads": args.threads, "rois": len(rois), "features": list(features.shape), "output": [9, 9], "ops": {},
+    }
     for name, reference in references.items():
 
         def compiled(f, name=name):
@@ -75,9 +77,13 @@ def main() -> None:
                 leaf = features.detach().requires_grad_(True)
                 fn(leaf).sum().backward()
 
-            entry[label] = {"forward_ms": _median_ms(forward, args.runs), "forward_backward_ms": _median_ms(forward_backward, args.runs)}
+            entry[label] = {
+                "forward_ms": _median_ms(forward, args.runs),
+                "forward_backward_ms": _median_ms(forward_backward, args.runs),
+            }
         entry["speedup_forward"] = entry["torch"]["forward_ms"] / entry["compiled"]["forward_ms"]
-        entry["speedup_forward_backward"] = entry["torch"]["forward_backward_ms"] / entry["compiled"]["forward_backward_ms"]
+        fwd_bwd = {label: entry[label]["forward_backward_ms"] for label in ("compiled", "torch")}
+        entry["speedup_forward_backward"] = fwd_bwd["torch"] / fwd_bwd["compiled"]
         results["ops"][name] = entry
 
     if args.json:
@@ -88,9 +94,10 @@ def main() -> None:
     print(f"{'op':<10} {'backend':<9} {'forward ms':>11} {'fwd+bwd ms':>11}")
     for name, entry in results["ops"].items():
         for label in ("compiled", "torch"):
-            print(f"{name:<10} {label:<9} {entry[label]['forward_ms']:>11.3f} {entry[label]['forward_backward_ms']:>11.3f}")
-        print(f"{name:<10} {'speedup':<9} {entry['speedup_forward']:>10.1f}x {entry['speedup_forward_backward']:>10.1f}x"
-              f"   (max |compiled - torch| = {entry['max_abs_diff']:.2e})")
+            times = entry[label]
+            print(f"{name:<10} {label:<9} {times['forward_ms']:>11.3f} {times['forward_backward_ms']:>11.3f}")
+        print(f"{name:<10} {'speedup':<9} {entry['speedup_forward']:>10.1f}x "
+              f"{entry['speedup_forward_backward']:>10.1f}x   (max |compiled - torch| = {entry['max_abs_diff']:.2e})")
 
 
 if __name__ == "__main__":

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
-from autocrop.model.weights import PACKAGED_WEIGHTS, card_path_for, sha256_of
+from autocrop.io.fs import atomic_write_bytes
+from autocrop.model.card import read_card, write_card
+from autocrop.model.weights import PACKAGED_WEIGHTS, sha256_of
 
 KEYS = ("acc1_5", "acc5", "acc1_10", "acc10", "srcc", "pcc")
 
 
 def last_metrics(run: Path) -> dict:
+    """The validation figures of a run's last epoch (RUN/last.json), rounded to 4 decimals."""
     progress = json.loads((run / "last.json").read_text())
     last = progress["history"][-1]
     return {"run": run.name, "epoch": last["epoch"] + 1, **{k: round(last["metrics"][k], 4) for k in KEYS}}
@@ -42,10 +44,12 @@ def main() -> None:
                         help="ablation rows as run prefixes P: the folds are the runs P_f0 .. P_f4 that exist")
     parser.add_argument("--ablation-note", default="")
     args = parser.parse_args()
+    if args.cv_other_seed and not args.cv:
+        parser.error("--cv-other-seed needs --cv (the seed-0 folds it is reported beside)")
 
     source = args.run / "final.safetensors"
-    card = json.loads(card_path_for(source).read_text())
-    if card["sha256"] != sha256_of(source):
+    card = read_card(source)
+    if not card or card.get("sha256") != sha256_of(source):
         raise SystemExit(f"{source}: sha256 does not match its card")
     folds = [last_metrics(run) for run in args.cv]
     if folds:
@@ -76,9 +80,9 @@ def main() -> None:
         card["ablation"] = {"note": args.ablation_note or "GAICD folds listed per row, last epoch, each row adds one component",
                             "rows": rows}
     PACKAGED_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, PACKAGED_WEIGHTS)
+    atomic_write_bytes(PACKAGED_WEIGHTS, source.read_bytes(), overwrite=True)
     card["weights_file"] = PACKAGED_WEIGHTS.name
-    card_path_for(PACKAGED_WEIGHTS).write_text(json.dumps(card, indent=1) + "\n")
+    write_card(PACKAGED_WEIGHTS, card)
     print(f"packaged {PACKAGED_WEIGHTS} ({PACKAGED_WEIGHTS.stat().st_size / 1e6:.1f} MB, sha256 {card['sha256'][:12]}...)")
     if folds:
         print("cross-validation mean:", card["cross_validation"]["mean"])

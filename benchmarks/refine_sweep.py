@@ -12,7 +12,6 @@ the test rows show whether the choice carries over. Needs FCDB under $AUTOCROP_D
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 

@@ -8,15 +8,26 @@
 * ``fake_scorer``: a tiny deterministic scorer without torch, for fast engine tests.
 * every test runs with ``AUTOCROP_CONFIG_DIR`` pointing to an empty temp folder and without the
   user's ``AUTOCROP_<KEY>`` settings, so a developer's own config cannot change results.
+* ``cli``: runs ``autocrop`` in-process -> (exit code, stdout, stderr); ``error_lines`` picks its error lines.
+* ``example_photo`` / ``photos``: the packaged example photo and three photos made from it in a temp
+  folder, so end-to-end tests need no ``../shared/data``; ``png_header_only`` makes bomb candidates.
+
+Tests that need the real datasets are marked ``@pytest.mark.data`` (``pytest -m data`` runs only them;
+``pytest -m "not data"`` skips them) and skip with a reason when the data is absent.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import struct
+import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 SETTING_ENV = ("RATIO", "TOP", "QUALITY", "NAME", "FORMAT", "DEVICE", "MODEL", "GAICD_DIR", "FCDB_DIR",
@@ -117,3 +128,60 @@ class FakeScorer:
 @pytest.fixture()
 def fake_scorer() -> FakeScorer:
     return FakeScorer()
+
+
+CliRunner = Callable[[Sequence[object]], tuple[int, str, str]]
+
+
+@pytest.fixture()
+def cli(capsys: pytest.CaptureFixture[str]) -> CliRunner:
+    """Run ``autocrop ARGS...`` in this process -> (exit code, stdout, stderr)."""
+    from autocrop.cli import main
+
+    def run(args: Sequence[object]) -> tuple[int, str, str]:
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0) if not isinstance(exc.code, str) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def error_lines(err: str) -> list[str]:
+    """The ``autocrop: error: ...`` lines of a command's stderr."""
+    return [line for line in err.splitlines() if line.startswith("autocrop: error:")]
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels (a decompression-bomb candidate)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="session")
+def example_photo() -> Path:
+    """The photo shipped in the package (600x400 JPEG)."""
+    from autocrop.examples import example_photo as packaged
+
+    return packaged()
+
+
+@pytest.fixture()
+def photos(tmp_path: Path, example_photo: Path) -> list[Path]:
+    """Three JPEG photos in a temp folder: the example photo, a mirrored 900x600 and a 400x560 portrait of it."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    first = Path(shutil.copy(example_photo, folder / "coffee.jpg"))
+    with Image.open(example_photo) as im:
+        rgb = im.convert("RGB")
+    wide = folder / "wide.jpg"
+    rgb.transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((900, 600), Image.Resampling.BICUBIC).save(wide, quality=92)
+    tall = folder / "tall.jpg"
+    rgb.crop((150, 0, 436, 400)).resize((400, 560), Image.Resampling.BICUBIC).save(tall, quality=92)
+    return [first, wide, tall]

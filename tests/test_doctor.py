@@ -12,20 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from autocrop import __version__
-from autocrop.cli import app
+from autocrop.cli import app, main
+from autocrop.commands.exit_codes import EXIT_OK, EXIT_PROBLEM
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def empty_config(tmp_path, monkeypatch) -> Path:
-    """Isolate from the user's own config file (and its model/device settings)."""
-    folder = tmp_path / "config"
-    folder.mkdir()
-    monkeypatch.setenv("AUTOCROP_CONFIG_DIR", str(folder))
-    for key in ("AUTOCROP_MODEL", "AUTOCROP_DEVICE"):
-        monkeypatch.delenv(key, raising=False)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +83,7 @@ def test_damaged_model_is_a_problem(model_file, tmp_path):
     damaged.write_bytes(bytes(data))
     (tmp_path / "damaged.json").write_text(model_file.with_suffix(".json").read_text())
     code, report = run_json("--model", str(damaged))
-    assert code == 1
+    assert code == EXIT_PROBLEM
     assert report["model"]["status"] == "error"
     assert "sha256" in report["model"]["message"]
     assert report["problems"] == [report["model"]["message"]]
@@ -105,11 +95,11 @@ def test_missing_default_model_is_named(tmp_path, monkeypatch):
     absent = tmp_path / "default.safetensors"
     monkeypatch.setattr(weights, "PACKAGED_WEIGHTS", absent)
     code, report = run_json()
-    assert code == 1
+    assert code == EXIT_PROBLEM
     assert report["model"]["status"] == "missing"
     assert "default model is missing" in report["model"]["message"] and str(absent) in report["model"]["message"]
     result = runner.invoke(app, ["doctor"], env={"COLUMNS": "300"})
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_PROBLEM
     assert "the default model is missing" in result.output
 
 
@@ -121,25 +111,43 @@ def test_ops_environment_is_reported(model_file, monkeypatch):
     assert code == 0 and report["ops"]["backend"] == "torch" and report["ops"]["env"] == "torch"
     monkeypatch.setenv(ops.OPS_ENV, "bogus")
     code, report = run_json("--model", str(model_file))
-    assert code == 1 and report["ops"]["backend"] is None
+    assert code == EXIT_PROBLEM and report["ops"]["backend"] is None
     assert any("AUTOCROP_OPS" in p for p in report["problems"])
 
 
-def test_model_and_device_from_config(model_file, empty_config):
-    pytest.importorskip("autocrop.config", reason="autocrop.config (the config helper's module) not present")
+def test_model_and_device_from_config(model_file, isolated_config):
     import torch
 
-    (empty_config / "config.toml").write_text(f'model = "{model_file}"\ndevice = "cuda"\n')
+    (isolated_config / "config.toml").write_text(f'model = "{model_file}"\ndevice = "cuda"\n')
     code, report = run_json()
-    assert report["config"]["path"] == str(empty_config / "config.toml") and report["config"]["exists"]
+    assert report["config"]["path"] == str(isolated_config / "config.toml") and report["config"]["exists"]
+    assert report["config"]["device"] == "cuda" and report["config"]["device_source"] == "file"
     assert report["model"]["status"] == "ok" and report["model"]["from_config"] is True
     assert report["model"]["path"] == str(model_file)
-    cuda_problem = [p for p in report["problems"] if "CUDA" in p]
+    cuda_problem = [p for p in report["problems"] if p.startswith("configured device 'cuda': not available")]
     assert bool(cuda_problem) == (not torch.cuda.is_available())
-    assert code == (0 if torch.cuda.is_available() else 1)
-    (empty_config / "config.toml").write_text("modl = 3\n")
+    assert code == (EXIT_OK if torch.cuda.is_available() else EXIT_PROBLEM)
+
+
+def test_broken_config_is_a_problem_not_a_crash(model_file, isolated_config, capsys):
+    """doctor reads no config before it runs (the CLI only merges it for the cropping verbs): a broken file
+    is reported in the table and the exit code is the table's 'problem', not a usage error."""
+    (isolated_config / "config.toml").write_text("modl = 3\n")
     code, report = run_json("--model", str(model_file))
-    assert code == 1 and "unknown key 'modl'" in report["config"]["message"]
+    assert code == EXIT_PROBLEM and "unknown key 'modl'" in report["config"]["message"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["doctor", "--json", "--model", str(model_file)])
+    assert exit_.value.code == EXIT_PROBLEM
+    assert "unknown key 'modl'" in json.loads(capsys.readouterr().out)["config"]["message"]
+
+
+def test_no_problem_exit_code_is_zero_from_main(model_file, monkeypatch, capsys):
+    from autocrop import ops
+
+    monkeypatch.delenv(ops.OPS_ENV, raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        main(["doctor", "--model", str(model_file)])
+    assert exit_.value.code == EXIT_OK, capsys.readouterr()
 
 
 def test_console_script_end_to_end(model_file):

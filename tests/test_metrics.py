@@ -16,9 +16,9 @@ from autocrop.bench.metrics import (
     acc_k_n,
     average_ranks,
     best_match,
-    box_iou,
     box_metrics,
     boundary_displacement,
+    crop_iou,
     gaicd_metrics,
     pearson,
     spearman,
@@ -126,10 +126,37 @@ def test_iou_and_displacement_hand_worked():
     gt = np.array([[10, 10, 60, 40]])  # 50 x 30
     box = np.array([20, 10, 70, 40])  # shifted right by 10
     # intersection 40 x 30 = 1200, union 1500 + 1500 - 1200 = 1800
-    assert box_iou(box, gt)[0] == pytest.approx(2 / 3)
+    assert crop_iou(box, gt)[0] == pytest.approx(2 / 3)
     # image 100 x 50: (10/100 + 10/100 + 0 + 0) / 4
     assert boundary_displacement(box, gt, 100, 50)[0] == pytest.approx(0.05)
-    assert box_iou(box, np.array([[80, 0, 90, 5]]))[0] == 0.0
+    assert crop_iou(box, np.array([[80, 0, 90, 5]]))[0] == 0.0
+
+
+def test_crop_iou_is_the_geometry_iou_of_one_row():
+    from autocrop.geometry import box_iou
+
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 100, (20, 2))
+    gts = np.concatenate([xy, xy + rng.uniform(1, 50, (20, 2))], axis=1)
+    box = np.array([10.0, 20.0, 70.0, 60.0])
+    assert crop_iou(box, gts).tolist() == box_iou(box[None], gts)[0].tolist()  # the very same numbers
+
+
+@pytest.mark.parametrize("degenerate", [
+    [50, 10, 20, 40],   # x2 < x1: negative width
+    [20, 40, 50, 10],   # y2 < y1: negative height
+    [50, 40, 20, 10],   # both negative: a positive "area"
+    [20, 10, 20, 40],   # zero width
+])
+def test_degenerate_boxes_have_zero_iou_never_negative(degenerate):
+    """The metric clamps degenerate boxes: an inverted box covers nothing, whatever the sign of its "area"."""
+    gts = np.array([[10, 10, 60, 40], [0, 0, 100, 50], [20, 10, 50, 40]])
+    assert crop_iou(np.array(degenerate), gts).tolist() == [0.0, 0.0, 0.0]
+    assert crop_iou(np.array([10, 10, 60, 40]), np.array([degenerate])).tolist() == [0.0]
+    iou, disp = best_match(np.array(degenerate), gts, 100, 50)
+    assert iou == 0.0 and disp >= 0.0
+    m = box_metrics([np.array(degenerate), np.array([10, 10, 60, 40])], [gts, gts], [(100, 50), (100, 50)])
+    assert m.iou == pytest.approx(0.5)  # (0 + 1) / 2: the degenerate crop counts as no overlap at all
 
 
 def test_best_match_takes_max_iou_and_min_disp_over_ground_truths():
@@ -213,6 +240,7 @@ def test_agrees_with_scipy_correlations_and_loop_accuracy():
     assert abs(ours.acc5_mean - np.mean([loops[(k, 5)] for k in (1, 2, 3, 4)])) < 0.1
 
 
+@pytest.mark.data
 def test_agrees_with_scipy_on_real_gaicd_mos(gaicd_items):
     """Real MOS (many ties at the annotation resolution) against a smooth pseudo-prediction (crop area)."""
     stats = pytest.importorskip("scipy.stats")
@@ -226,13 +254,10 @@ def test_agrees_with_scipy_on_real_gaicd_mos(gaicd_items):
 
 
 @pytest.fixture(scope="module")
-def gaicd_items():
-    import os
-    from pathlib import Path
-
+def gaicd_items(data_dir):
     from autocrop.data import load_gaicd
 
-    root = Path(os.environ.get("AUTOCROP_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data") / "GAICD"
+    root = data_dir / "GAICD"
     if not (root / "annotations" / "test").is_dir():
         pytest.skip(f"GAICD data not found at {root} (set AUTOCROP_DATA_DIR)")
     items, _ = load_gaicd(root, "test")

@@ -1,19 +1,16 @@
-"""Model: backbone layout, scorer API, weight files (safetensors + card + sha256)."""
+"""Model: backbone layout, scorer API, weight files (safetensors + card + sha256), model and device resolution."""
 
 import json
-import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from autocrop.errors import ModelError
-from autocrop.model import ModelConfig, ViewScorer, load_scorer
-from autocrop.model.weights import save_weights
-
-DATA = Path(os.environ.get("AUTOCROP_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
-IMAGENET = DATA / "weights" / "mobilenet_v2-b0353104.pth"
+from autocrop.errors import ModelError, UsageError
+from autocrop.model import ModelConfig, ViewScorer, load_scorer, peek_input_short_side, resolve_device, resolve_weights
+from autocrop.model.weights import PACKAGED_WEIGHTS, save_weights
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +19,17 @@ def photo() -> Image.Image:
     return Image.fromarray(rng.integers(0, 255, (300, 450, 3), dtype=np.uint8))
 
 
-@pytest.mark.skipif(not IMAGENET.is_file(), reason=f"ImageNet weights not found at {IMAGENET}")
-def test_imagenet_weights_load_strictly_into_backbone():
+@pytest.mark.data
+def test_imagenet_weights_load_strictly_into_backbone(data_dir):
     import torch
 
     from autocrop.model.backbone import load_imagenet_features
     from autocrop.model.network import ViewRankingNet, load_backbone_weights
 
-    features = load_imagenet_features(IMAGENET)
+    imagenet = data_dir / "weights" / "mobilenet_v2-b0353104.pth"
+    if not imagenet.is_file():
+        pytest.skip(f"ImageNet weights not found at {imagenet}")
+    features = load_imagenet_features(imagenet)
     net = ViewRankingNet(ModelConfig())
     load_backbone_weights(net, features)
     assert torch.equal(net.features[0][0].weight, features[0][0].weight)
@@ -139,3 +139,100 @@ def test_flip_tta_averages_the_photo_and_its_mirror():
         averaged = net.predict(image, boxes)
     torch.testing.assert_close(averaged, expected, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(averaged, plain)  # the mirror really contributes
+
+
+def _one_line(err: pytest.ExceptionInfo) -> str:
+    text = str(err.value)
+    assert "\n" not in text and "Traceback" not in text
+    return text
+
+
+def test_resolve_weights_names_the_missing_file(tmp_path, monkeypatch):
+    missing = tmp_path / "absent.safetensors"
+    with pytest.raises(ModelError) as err:
+        resolve_weights(missing)
+    assert _one_line(err) == f"{missing}: model file not found"
+    with pytest.raises(ModelError, match="is a folder"):
+        resolve_weights(tmp_path)
+    if PACKAGED_WEIGHTS.is_file():
+        assert resolve_weights(None) == resolve_weights("") == PACKAGED_WEIGHTS
+    from autocrop.model import resolve
+
+    monkeypatch.setattr(resolve, "PACKAGED_WEIGHTS", missing)
+    with pytest.raises(ModelError) as err:
+        resolve_weights(None)
+    text = _one_line(err)
+    assert text.startswith(str(missing)) and "packaged default model is missing" in text and "--" not in text
+
+
+def test_peek_input_short_side_reads_metadata_without_loading(tmp_path):
+    from autocrop.model.network import ViewRankingNet
+
+    config = ModelConfig(input_short_side=192, max_long_side=384)
+    path = tmp_path / "m.safetensors"
+    save_weights(path, ViewRankingNet(config).state_dict(), config, {"name": "t"})
+    assert peek_input_short_side(path) == 192
+    path.with_suffix(".json").unlink()  # the metadata alone is enough
+    assert peek_input_short_side(str(path)) == 192
+    assert peek_input_short_side(tmp_path / "absent.safetensors") is None
+    (tmp_path / "bad.safetensors").write_bytes(b"garbage")
+    assert peek_input_short_side(tmp_path / "bad.safetensors") is None
+    if PACKAGED_WEIGHTS.is_file():
+        assert peek_input_short_side(None) == load_scorer().input_short_side
+
+
+def test_peek_input_short_side_does_not_import_torch():
+    import subprocess
+
+    code = ("import sys; from autocrop.model import peek_input_short_side; peek_input_short_side(None); "
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("device", ["banana", "cuda:x", "gpu"])
+def test_unknown_device_is_one_usage_line(device, model_file):
+    with pytest.raises(UsageError) as err:
+        load_scorer(model_file, device=device)
+    assert _one_line(err).startswith(f"device {device!r}")
+
+
+def test_unavailable_device_is_one_usage_line(model_file):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for device in ("cuda", "cuda:1"):
+        with pytest.raises(UsageError) as err:
+            load_scorer(model_file, device=device)
+        text = _one_line(err)
+        assert text.startswith(f"device {device!r}: ") and "CUDA" in text and "(use cpu or auto)" in text
+    if not torch.backends.mps.is_available():
+        with pytest.raises(UsageError, match="device 'mps': .*Metal"):
+            load_scorer(model_file, device="mps")
+
+
+def test_auto_device_picks_what_is_there(model_file):
+    import torch
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto") == expected
+    assert resolve_device("CPU") == "cpu"
+    assert load_scorer(model_file, device="auto").device == expected
+
+
+def test_state_dict_check_is_one_line_for_shape_and_key_mismatches(tmp_path):
+    from autocrop.model.network import ViewRankingNet
+    from autocrop.model.weights import load_state_checked
+
+    small = ViewRankingNet(ModelConfig(reduced_dim=4)).state_dict()
+    with pytest.raises(ModelError) as err:
+        load_state_checked(ViewRankingNet(ModelConfig()), small, "m.safetensors")
+    assert _one_line(err).startswith("m.safetensors: weights do not match the model config (")
+    state = ViewRankingNet(ModelConfig()).state_dict()
+    with pytest.raises(ModelError, match="unexpected \\['extra.weight'\\]"):
+        load_state_checked(ViewRankingNet(ModelConfig()), {**state, "extra.weight": state["score_head.bias"]}, "m")
+    with pytest.raises(ModelError, match="missing \\['score_head.bias'\\]"):
+        load_state_checked(ViewRankingNet(ModelConfig()), {k: v for k, v in state.items() if k != "score_head.bias"}, "m")
+    pairwise = ViewRankingNet(ModelConfig(pairwise=True, splitter=True)).state_dict()
+    load_state_checked(ViewRankingNet(ModelConfig(splitter=True)), pairwise, "m")  # training-only heads may go

@@ -2,11 +2,12 @@
 
 Decoding and encoding (PIL) and the model's forward pass (torch) release the GIL, so ``jobs`` threads overlap
 those stages of different inputs on ``jobs`` cores while one model, loaded once, serves every thread
-(torch intra-op threads are set so that ``jobs x threads ~= cores``). Records come back to the calling thread,
-which alone writes the manifest and the progress -- in completion order.
+(the Cropper serialises the forward passes). Records come back to the calling thread, which alone writes the
+manifest and the progress -- in completion order.
 
 Ctrl-C / SIGTERM: no new input is started, inputs in flight finish (their files are written atomically) and are
-recorded, then :class:`KeyboardInterrupt` propagates. A fatal output error (disk full) does the same and re-raises.
+recorded, then :class:`KeyboardInterrupt` propagates. A :class:`~autocrop.batch.worker.FatalOutputError` (disk
+full) does the same and is raised again.
 """
 
 from __future__ import annotations
@@ -15,29 +16,29 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from autocrop.batch.worker import BatchEngine, Destination, FatalOutputError, WorkItem, process_one
+from autocrop.batch.worker import CropperFactory, Destination, FatalOutputError, WorkItem, process_one
 
 
 def run_local(
     items: Iterable[WorkItem],
     dest: Destination,
-    engine_factory: Callable[[], BatchEngine],
+    cropper_factory: CropperFactory,
     jobs: int,
     on_record: Callable[[dict[str, Any]], None],
 ) -> None:
     """Process ``items`` with ``jobs`` threads; call ``on_record`` (in this thread) for each finished input.
 
-    ``engine_factory`` is called once, before the first input (so a run with nothing to do loads no model).
+    ``cropper_factory`` is called once, before the first input (so a run with nothing to do loads no model).
     """
     iterator = iter(items)
     first = next(iterator, None)
     if first is None:
         return
-    engine = engine_factory()
+    cropper = cropper_factory()
     jobs = max(1, jobs)
     window = 2 * jobs
     pending: set[Future[dict[str, Any]]] = set()
-    fatal: BaseException | None = None
+    fatal: FatalOutputError | None = None
 
     def drain(futures: set[Future[dict[str, Any]]]) -> None:
         nonlocal fatal
@@ -49,7 +50,7 @@ def run_local(
 
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="autocrop-batch") as pool:
         try:
-            pending.add(pool.submit(process_one, engine, first, dest))
+            pending.add(pool.submit(process_one, cropper, first, dest))
             exhausted = False
             while True:
                 while not exhausted and fatal is None and len(pending) < window:
@@ -57,7 +58,7 @@ def run_local(
                     if item is None:
                         exhausted = True
                         break
-                    pending.add(pool.submit(process_one, engine, item, dest))
+                    pending.add(pool.submit(process_one, cropper, item, dest))
                 if not pending:
                     break
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from autocrop.batch.walk import SourceFile
+from autocrop.errors import OutputError
 
 MANIFEST_NAME = "autocrop-manifest.jsonl"
 
@@ -92,21 +93,27 @@ class ManifestWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        needs_newline = False
-        if path.exists() and path.stat().st_size > 0:
-            with open(path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                needs_newline = f.read(1) != b"\n"
-        self._file: IO[str] = open(path, "a", encoding="utf-8")
-        if needs_newline:
-            self._file.write("\n")
-            self._file.flush()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            needs_newline = False
+            if path.exists() and path.stat().st_size > 0:
+                with open(path, "rb") as f:
+                    f.seek(-1, os.SEEK_END)
+                    needs_newline = f.read(1) != b"\n"
+            self._file: IO[str] = open(path, "a", encoding="utf-8")
+            if needs_newline:
+                self._file.write("\n")
+                self._file.flush()
+        except OSError as err:
+            raise OutputError.from_os_error(path, err, "cannot write the manifest") from err
 
     def write(self, record: dict[str, Any]) -> None:
-        """Append one record as a single line and flush it."""
-        self._file.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
-        self._file.flush()
+        """Append one record as a single line and flush it (:class:`OutputError` with the errno on failure)."""
+        try:
+            self._file.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+            self._file.flush()
+        except OSError as err:
+            raise OutputError.from_os_error(self.path, err, "cannot write the manifest") from err
 
     def close(self) -> None:
         """Flush to disk (fsync) and close."""

@@ -1,13 +1,14 @@
 """The Ray engine: the same per-input work (:func:`autocrop.batch.worker.process_one`) on a pool of Ray actors.
 
-Each actor builds its engine once (one model per actor, torch limited to one thread per actor CPU) and crops
+Each actor builds its Cropper once (one model per actor, torch limited to one thread per actor CPU) and crops
 inputs that it reads from, and writes to, paths every node can see (a shared file system). The driver -- the
 ``autocrop batch`` process -- walks the source, feeds the actors (two inputs in flight per actor), and alone
 writes the manifest and the progress, exactly as the local engine does, so both produce the same files and
 the same manifest records.
 
-Without an address a local Ray instance is started (and shut down at the end); with ``--ray-address``
-(or ``RAY_ADDRESS``), e.g. ``auto`` on a cluster node or ``ray://head:10001``, the existing cluster is used.
+Without an ``address`` a local Ray instance is started (and shut down at the end); with one (the command
+line also reads ``RAY_ADDRESS``), e.g. ``auto`` on a cluster node or ``ray://head:10001``, the existing
+cluster is used.
 Requires the optional extra: ``pip install 'autocrop-views[ray]'``.
 """
 
@@ -18,43 +19,46 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from autocrop.batch.worker import BatchEngine, Destination, FatalOutputError, WorkItem, process_one
-from autocrop.errors import AutocropError, InputError
+from autocrop.batch.worker import CropperFactory, CropperSpec, Destination, FatalOutputError, WorkItem, process_one
+from autocrop.errors import AutocropError, UsageError
 
-RAY_HINT = "--engine ray needs Ray: pip install 'autocrop-views[ray]'"
+RAY_HINT = "the ray engine needs Ray: pip install 'autocrop-views[ray]'"
+FATAL = "__fatal__"  # key of the record an actor returns for a FatalOutputError
 
 
 def require_ray() -> Any:
-    """Import ray or raise a one-line :class:`InputError` naming the extra."""
+    """Import ray or raise a one-line :class:`UsageError` naming the extra."""
     try:
         import ray
     except ImportError:
-        raise InputError(RAY_HINT) from None
+        raise UsageError(RAY_HINT) from None
     return ray
 
 
 class _CropActor:
-    """One Ray actor: one engine (model loaded once), many inputs."""
+    """One Ray actor: one Cropper (model loaded once), many inputs."""
 
-    def __init__(self, engine_factory: Callable[[], BatchEngine], dest: Destination) -> None:
+    def __init__(self, cropper_factory: CropperFactory, dest: Destination) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        self.engine = engine_factory()
+        self.cropper = cropper_factory()
         self.dest = dest
 
     def crop(self, item: WorkItem) -> dict[str, Any]:
         try:
-            return process_one(self.engine, item, self.dest)
-        except FatalOutputError as err:
-            return {"__fatal__": str(err), "path": item.rel}
+            return process_one(self.cropper, item, self.dest)
+        except FatalOutputError as err:  # sent back as plain values: the driver raises it again
+            return {FATAL: [str(err.path), err.reason, err.errno], "path": item.rel}
 
 
-def _single_threaded(factory: Callable[[], BatchEngine]) -> Callable[[], BatchEngine]:
-    """The engine spec with one torch thread per actor (an actor holds one CPU)."""
-    if hasattr(factory, "threads") and getattr(factory, "threads") is None:
-        try:
-            return replace(factory, threads=1)  # type: ignore[type-var]
-        except TypeError:
-            return factory
+def _fatal(record: dict[str, Any]) -> FatalOutputError:
+    path, reason, errno = record[FATAL]
+    return FatalOutputError(path, reason, errno)
+
+
+def _single_threaded(factory: CropperFactory) -> CropperFactory:
+    """The Cropper spec with one torch thread per actor (an actor holds one CPU)."""
+    if isinstance(factory, CropperSpec) and factory.threads is None:
+        return replace(factory, threads=1)
     return factory
 
 
@@ -68,13 +72,13 @@ def _get(ray: Any, ref: Any) -> dict[str, Any]:
             raise cause from None
         text = str(cause or err).strip().splitlines()
         lines = [ln for ln in text if ln.strip() and not ln.startswith((" ", "Traceback"))]
-        raise InputError(f"ray worker failed: {(lines[-1] if lines else type(err).__name__)[:300]}") from None
+        raise AutocropError(f"ray worker failed: {(lines[-1] if lines else type(err).__name__)[:300]}") from None
 
 
 def run_ray(
     items: Iterable[WorkItem],
     dest: Destination,
-    engine_factory: Callable[[], BatchEngine],
+    cropper_factory: CropperFactory,
     jobs: int,
     on_record: Callable[[dict[str, Any]], None],
     address: str | None = None,
@@ -100,13 +104,13 @@ def run_ray(
         try:
             ray.init(**init)
         except ConnectionError as err:
-            raise InputError(f"--ray-address {address}: cannot connect to the Ray cluster ({err})") from None
-    fatal: str | None = None
+            raise UsageError(f"ray address {address}: cannot connect to the Ray cluster ({err})") from None
+    fatal: FatalOutputError | None = None
     inflight: dict[Any, Any] = {}
     try:
         n_actors = jobs if jobs > 0 else max(1, int(ray.cluster_resources().get("CPU", 1)))
         actor_cls = ray.remote(num_cpus=1, max_restarts=0)(_CropActor)
-        factory = _single_threaded(engine_factory)
+        factory = _single_threaded(cropper_factory)
         actors = [actor_cls.remote(factory, dest) for _ in range(n_actors)]
         pending_first = [first]
         exhausted = False
@@ -139,8 +143,8 @@ def run_ray(
                 for ref in ready:
                     load[inflight.pop(ref)] -= 1
                     record = _get(ray, ref)
-                    if "__fatal__" in record:
-                        fatal = fatal or record["__fatal__"]
+                    if FATAL in record:
+                        fatal = fatal or _fatal(record)
                         continue
                     on_record(record)
         except KeyboardInterrupt:
@@ -154,7 +158,7 @@ def run_ray(
                         record = _get(ray, ref)
                     except Exception:  # noqa: BLE001 -- already stopping
                         continue
-                    if "__fatal__" not in record:
+                    if FATAL not in record:
                         on_record(record)
             raise
         for actor in actors:
@@ -163,4 +167,4 @@ def run_ray(
         if started_here:
             ray.shutdown()
     if fatal is not None:
-        raise FatalOutputError(fatal)
+        raise fatal

@@ -8,17 +8,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from autocrop.batch.manifest import MANIFEST_NAME, ManifestWriter, is_done, load_manifest, settings_key
-from autocrop.batch.summary import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, Progress, Tally, format_summary
+from autocrop.batch.summary import Progress, Tally, format_summary
 from autocrop.batch.walk import SourceFile, WalkStats, check_locations, mirror_dir, walk_sources
-from autocrop.batch.worker import BatchEngine, Destination, WorkItem
-from autocrop.errors import InputError
+from autocrop.batch.worker import CropperFactory, CropperSpec, Destination, FatalOutputError, WorkItem
+from autocrop.errors import OutputError, UsageError
+from autocrop.io.fs import is_temp_name
+from autocrop.system import available_cpus
 
-EngineFactory = Callable[[], BatchEngine]
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -26,7 +28,8 @@ class BatchOptions:
     """Everything ``autocrop batch`` was asked to do (paths as given; resolved by :func:`run_batch`).
 
     ``settings``: the crop settings that change the outputs (ratios, top, format, quality, model, ...); their hash
-    is stored per manifest record so that resume re-does inputs cropped with other settings.
+    is stored per manifest record so that resume re-does inputs cropped with other settings. Left empty,
+    :func:`run_batch` takes them from its :class:`~autocrop.batch.worker.CropperSpec`.
     """
 
     source: Path
@@ -71,31 +74,23 @@ def default_out(source: Path) -> Path:
 
 def default_jobs() -> int:
     """One worker per available core."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    return available_cpus()
 
 
 def plan_batch(opts: BatchOptions) -> BatchPlan:
-    """Check the locations, walk the source, read the manifest; raises :class:`InputError` (one line)."""
+    """Check the locations, walk the source, read the manifest (see :func:`check_locations` for the errors).
+
+    A dry run creates nothing (no output folder either).
+    """
+    if opts.engine not in ENGINES:
+        raise UsageError(f"engine {opts.engine!r}: use {' or '.join(ENGINES)}")
+    if isinstance(opts.jobs, bool) or not isinstance(opts.jobs, int) or opts.jobs < 0:
+        raise UsageError(f"jobs {opts.jobs!r}: must be a whole number >= 0 (0 = one per core)")
     out = opts.out if opts.out is not None else default_out(opts.source)
-    if opts.dry_run:
-        source = Path(opts.source).expanduser()
-        if not source.is_dir():
-            raise InputError(f"{source}: source folder does not exist" if not source.exists()
-                             else f"{source}: source is not a folder (use `autocrop crop` for single images)")
-        source = source.resolve()
-        out_real = Path(out).expanduser().resolve()
-        if (out_real == source or source in out_real.parents) and not opts.allow_inside_source:
-            raise InputError(f"{out}: output folder is inside the source folder {source} (pass --allow-inside-source)")
-    else:
-        source, out_real = check_locations(opts.source, out, opts.allow_inside_source)
-    if out_real == source:
-        raise InputError(f"{out}: output folder is the source folder {source}")
+    source, out_real = check_locations(opts.source, out, opts.allow_inside_source, create=not opts.dry_run)
     manifest = Path(opts.manifest).expanduser().resolve() if opts.manifest else out_real / MANIFEST_NAME
-    if (manifest == source or source in manifest.parents) and not (opts.allow_inside_source and out_real in manifest.parents):
-        raise InputError(f"{manifest}: the manifest would be written inside the source folder {source}")
+    if source in manifest.parents and not (opts.allow_inside_source and out_real in manifest.parents):
+        raise UsageError(f"manifest {manifest}: would be written inside the source folder {source}")
     stats = WalkStats()
     skip = [out_real] if source in out_real.parents else []
     sources = list(walk_sources(source, opts.recursive, opts.include, opts.exclude, skip_dirs=skip, stats=stats))
@@ -110,14 +105,15 @@ def plan_batch(opts: BatchOptions) -> BatchPlan:
 
 
 def remove_stale_partials(out_root: Path) -> int:
-    """Delete temp files (``.NAME.XXXX.part``) that a killed run left in the output tree; returns the count.
+    """Delete temp files that a killed run left in the output tree; returns the count.
 
-    Only files matching the atomic writer's temp pattern are touched, and only under the output root.
+    Only names that :func:`autocrop.io.fs.atomic_write` gives its temp files are touched (never a user's
+    own ``.something.part``), and only under the output root.
     """
     removed = 0
     for folder, dirs, files in os.walk(out_root, followlinks=False):
         for name in files:
-            if name.startswith(".") and name.endswith(".part"):
+            if is_temp_name(name):
                 try:
                     os.unlink(os.path.join(folder, name))
                     removed += 1
@@ -172,20 +168,38 @@ def _items(plan: BatchPlan) -> Iterator[WorkItem]:
 
 def run_batch(
     opts: BatchOptions,
-    engine_factory: EngineFactory,
+    cropper_factory: CropperFactory,
     out_stream: TextIO | None = None,
     progress_stream: TextIO | None = None,
     force_plain: bool | None = None,
-) -> tuple[int, Tally]:
-    """Run the batch; returns (exit code, tally). Raises :class:`InputError` / ``FatalOutputError`` (one line).
+) -> Tally:
+    """Run the batch; returns its :class:`Tally` (``complete``, ``interrupted``, the failures, ...).
 
-    ``engine_factory`` is called at most once, and only when some input needs work (a finished batch re-run
-    loads no model). Exit codes: 0 all ok, 3 some inputs failed, 130 interrupted (see ``summary``).
+    ``cropper_factory`` is called at most once, and only when some input needs work (a finished batch re-run
+    loads no model). The summary goes to ``out_stream`` (default stdout), progress to ``progress_stream``
+    (default stderr). Raises :class:`UsageError` / :class:`~autocrop.errors.OutputError` (one line) for bad
+    parameters or an output folder that cannot be written, and :class:`FatalOutputError` when the OS refuses a
+    write in a way no other input would survive (disk full, read-only, permission; decided by its errno): the
+    batch then stops, every finished input is in the manifest and the same call continues later.
     """
     out_stream = out_stream or sys.stdout
     t0 = time.perf_counter()
+    if not opts.settings and isinstance(cropper_factory, CropperSpec):
+        opts = replace(opts, settings=cropper_factory.output_key())
     plan = plan_batch(opts)
-    tally = Tally(total=len(plan.todo) + plan.done, done_before=plan.done, ignored=plan.stats.ignored, started=t0)
+    tally = Tally(total=len(plan.todo) + plan.done, done_before=plan.done, ignored=plan.stats.ignored, started=t0,
+                  dry_run=opts.dry_run, out=str(plan.out), manifest=str(plan.manifest))
+    for entry in plan.stats.unreadable_dirs:
+        folder, _, reason = entry.partition(":")
+        tally.failures.append((folder + "/", "folder not readable: " + reason.strip()))
+    if opts.dry_run:
+        for s in plan.todo:
+            target = mirror_dir(plan.out, s.rel)
+            tally.planned.append((s.rel, str(target)))
+            print(f"would crop {s.rel} -> {target}", file=out_stream)
+        tally.finished = time.perf_counter()
+        print(format_summary(tally), file=out_stream)
+        return tally
     dest = Destination(
         source_root=str(plan.source),
         out_root=str(plan.out),
@@ -194,22 +208,20 @@ def run_batch(
         settings=plan.settings,
         engine=opts.engine,
     )
-    if opts.dry_run:
-        for s in plan.todo:
-            print(f"would crop {s.rel} -> {mirror_dir(plan.out, s.rel)}", file=out_stream)
-        tally.finished = time.perf_counter()
-        print(format_summary(tally, str(plan.manifest), str(plan.out), dry_run=True), file=out_stream)
-        return EXIT_OK, tally
     if plan.todo:
         remove_stale_partials(plan.out)
-    interrupted = False
     jobs = opts.jobs if opts.jobs > 0 else default_jobs()
     with ManifestWriter(plan.manifest) as writer, Progress(
         len(plan.todo), stream=progress_stream, force_plain=force_plain, quiet=opts.quiet
     ) as progress, _Stop():
 
         def on_record(record: dict[str, Any]) -> None:
-            writer.write(record)
+            try:
+                writer.write(record)
+            except OutputError as err:  # the manifest's disk is full: as fatal as an output's
+                if err.fatal:
+                    raise FatalOutputError.of(err) from err
+                raise
             tally.add(record)
             progress.advance(record)
 
@@ -217,18 +229,13 @@ def run_batch(
             if opts.engine == "ray":
                 from autocrop.batch.ray_engine import run_ray
 
-                run_ray(_items(plan), dest, engine_factory, jobs, on_record, address=opts.ray_address)
+                run_ray(_items(plan), dest, cropper_factory, jobs, on_record, address=opts.ray_address)
             else:
                 from autocrop.batch.local import run_local
 
-                run_local(_items(plan), dest, engine_factory, jobs, on_record)
+                run_local(_items(plan), dest, cropper_factory, jobs, on_record)
         except KeyboardInterrupt:
-            interrupted = True
+            tally.interrupted = True
     tally.finished = time.perf_counter()
-    if plan.stats.unreadable_dirs:
-        for entry in plan.stats.unreadable_dirs:
-            tally.failures.append((entry.split(":", 1)[0] + "/", "folder not readable: " + entry.split(":", 1)[-1].strip()))
-    print(format_summary(tally, str(plan.manifest), str(plan.out), interrupted=interrupted), file=out_stream)
-    if interrupted:
-        return EXIT_INTERRUPTED, tally
-    return (EXIT_SOME_FAILED if tally.failed or plan.stats.unreadable_dirs else EXIT_OK), tally
+    print(format_summary(tally), file=out_stream)
+    return tally

@@ -7,16 +7,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-#: exit codes of ``autocrop batch`` (documented in docs/batch.md and ``autocrop batch --help``)
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_SOME_FAILED = 3
-EXIT_INTERRUPTED = 130
-
 
 @dataclass
 class Tally:
-    """Counts of one run. ``done_before``: inputs skipped because the manifest says they are done."""
+    """The outcome of one run (what :func:`autocrop.batch.run.run_batch` returns).
+
+    total: inputs found; ok / failed: inputs cropped / failed in this run; done_before: inputs skipped because
+    the manifest says they are done (resume); ignored: non-image files; outputs: files written.
+    failures: (input or folder, one-line reason), also for folders that could not be read.
+    interrupted: the run was stopped (Ctrl-C, SIGTERM) before every input was done.
+    dry_run: nothing was done; ``planned`` lists (input, output folder) of what would be.
+    """
 
     total: int = 0
     ok: int = 0
@@ -28,6 +29,29 @@ class Tally:
     started: float = field(default_factory=time.perf_counter)
     first_result: float | None = None
     finished: float | None = None
+    interrupted: bool = False
+    dry_run: bool = False
+    planned: list[tuple[str, str]] = field(default_factory=list)
+    out: str = ""
+    manifest: str = ""
+
+    @property
+    def complete(self) -> bool:
+        """True when every input is done: nothing failed, no folder was unreadable, not interrupted."""
+        return not self.interrupted and not self.failures
+
+    def as_dict(self) -> dict[str, Any]:
+        """The outcome as JSON values (``autocrop batch --json``)."""
+        elapsed = (self.finished or time.perf_counter()) - self.started
+        data: dict[str, Any] = {
+            "total": self.total, "ok": self.ok, "failed": self.failed, "done_before": self.done_before,
+            "ignored": self.ignored, "outputs": self.outputs, "seconds": round(elapsed, 3),
+            "interrupted": self.interrupted, "dry_run": self.dry_run, "out": self.out, "manifest": self.manifest,
+            "failures": [{"path": path, "error": error} for path, error in self.failures],
+        }
+        if self.dry_run:
+            data["planned"] = [{"path": path, "out_dir": out_dir} for path, out_dir in self.planned]
+        return data
 
     def add(self, record: dict[str, Any]) -> None:
         """Count one manifest record."""
@@ -132,28 +156,32 @@ class Progress:
             self._bar = None
 
 
-def format_summary(
-    tally: Tally, manifest: str, out_root: str, interrupted: bool = False, dry_run: bool = False, max_failures: int = 20
-) -> str:
-    """The end-of-run report: counts, speed, failures (first ``max_failures``), where the manifest is."""
+def format_summary(tally: Tally, max_failures: int = 20) -> str:
+    """The end-of-run report: counts, speed, failures (first ``max_failures``), where outputs and manifest are."""
     elapsed = (tally.finished or time.perf_counter()) - tally.started
     lines = []
-    head = "autocrop batch: dry run" if dry_run else ("autocrop batch: interrupted" if interrupted else "autocrop batch: done")
-    lines.append(
-        f"{head} -- {tally.total} inputs: {tally.ok} cropped ({tally.outputs} files), {tally.failed} failed, "
-        f"{tally.done_before} already done (resume), {tally.ignored} non-image files ignored; "
-        f"{elapsed:.1f} s, {tally.rate():.2f} img/s"
-    )
+    if tally.dry_run:
+        lines.append(
+            f"autocrop batch: dry run -- {tally.total} inputs: {len(tally.planned)} to crop, {tally.done_before} "
+            f"already done (resume), {tally.ignored} non-image files ignored; nothing written"
+        )
+    else:
+        head = "interrupted" if tally.interrupted else "done"
+        lines.append(
+            f"autocrop batch: {head} -- {tally.total} inputs: {tally.ok} cropped ({tally.outputs} files), "
+            f"{tally.failed} failed, {tally.done_before} already done (resume), {tally.ignored} non-image files "
+            f"ignored; {elapsed:.1f} s, {tally.rate():.2f} img/s"
+        )
     if tally.failures:
         lines.append(f"failed inputs ({len(tally.failures)}):")
         for path, error in tally.failures[:max_failures]:
             lines.append(f"  {path}: {error}")
         if len(tally.failures) > max_failures:
             lines.append(f"  ... and {len(tally.failures) - max_failures} more (see the manifest)")
-    lines.append(f"outputs: {out_root}")
-    lines.append(f"manifest: {manifest}")
-    if interrupted:
+    lines.append(f"outputs: {tally.out}")
+    lines.append(f"manifest: {tally.manifest}")
+    if tally.interrupted:
         lines.append("run the same command again to continue where it stopped")
-    elif tally.failures:
+    elif tally.failures and not tally.dry_run:
         lines.append("failed inputs are retried when you run the same command again")
     return "\n".join(lines)

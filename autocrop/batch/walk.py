@@ -7,21 +7,23 @@ Rules (documented in ``docs/batch.md``):
 * Symlinked folders are never followed (so there are no symlink loops); symlinked files are read like files.
 * The output dir must not be the source dir or lie inside it, unless ``allow_inside_source`` -- and then the walk
   skips the output dir so that outputs never become inputs.
-* ``--include`` / ``--exclude`` globs match either the file name or the path relative to the source root
-  (``/``-separated), e.g. ``--include '*.jpg' --exclude 'drafts/*'``.
+* ``include`` / ``exclude`` globs match either the file name or the path relative to the source root
+  (``/``-separated), e.g. ``include=["*.jpg"], exclude=["drafts/*"]``.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import secrets
 import stat as stat_mod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from autocrop.data.folder import IMAGE_SUFFIXES
-from autocrop.errors import InputError
+from autocrop.errors import OutputError, UsageError
+from autocrop.io.fs import TEMP_PREFIX, TEMP_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -52,31 +54,43 @@ def _is_within(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
-def check_locations(source: str | Path, out: str | Path, allow_inside_source: bool = False) -> tuple[Path, Path]:
-    """Validate and resolve (source dir, output dir); raise :class:`InputError` with a one-line message otherwise.
+def check_locations(source: str | Path, out: str | Path, allow_inside_source: bool = False,
+                    create: bool = True) -> tuple[Path, Path]:
+    """Validate and resolve (source folder, output folder).
 
-    The output dir is created (with parents) and checked to be writable by creating and removing a probe file.
+    Raises :class:`UsageError` (one line, naming the parameter ``source`` or ``out``) for a missing source or
+    an output folder that is the source folder or lies inside it (unless ``allow_inside_source``), and
+    :class:`OutputError` (with the OS's errno) when the output folder cannot be created or written. With
+    ``create`` the output folder is created (with parents) and probed by writing a temporary file;
+    without (dry runs) nothing is touched.
     """
     src = Path(source).expanduser()
     if not src.exists():
-        raise InputError(f"{src}: source folder does not exist")
+        raise UsageError(f"source {src}: folder does not exist")
     if not src.is_dir():
-        raise InputError(f"{src}: source is not a folder (use `autocrop crop` for single images)")
+        raise UsageError(f"source {src}: is a file, not a folder")
     src = src.resolve()
     out_path = Path(out).expanduser()
     out_real = out_path.resolve()
+    if out_real == src:
+        raise UsageError(f"out {out_path}: is the source folder (choose another output folder)")
     if _is_within(out_real, src) and not allow_inside_source:
-        where = "is the source folder" if out_real == src else "is inside the source folder"
-        raise InputError(f"{out_path}: output folder {where} {src} (choose another --out or pass --allow-inside-source)")
+        raise UsageError(f"out {out_path}: is inside the source folder {src} "
+                         f"(choose another output folder, or set allow_inside_source)")
     if out_real.exists() and not out_real.is_dir():
-        raise InputError(f"{out_path}: output path exists and is not a folder")
+        raise OutputError(out_path, "exists and is not a folder")
+    if not create:
+        return src, out_real
     try:
         out_real.mkdir(parents=True, exist_ok=True)
-        probe = out_real / f".autocrop-write-probe-{os.getpid()}"
+    except OSError as err:
+        raise OutputError.from_os_error(out_path, err, "cannot create the output folder") from err
+    probe = out_real / f"{TEMP_PREFIX}{secrets.token_hex(6)}.write-probe{TEMP_SUFFIX}"
+    try:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        raise InputError(f"{out_path}: output folder is not writable ({err.strerror or err})") from None
+        raise OutputError.from_os_error(out_path, err, "output folder is not writable") from err
     return src, out_real
 
 

@@ -1,48 +1,103 @@
-"""One input through the engine: analyze, write the crops into the mirrored folder, return its manifest record.
+"""One input through the :class:`~autocrop.cropper.Cropper`: analyze, write the crops into the mirrored folder,
+return its manifest record.
 
 Shared verbatim by the local engine (threads) and the Ray engine (actors), so both write the same files and
-the same manifest records. Problems with an input (corrupt, truncated, not an image, empty) become a
-``failed`` record; problems with the output location (disk full, read-only, permission) raise
-:class:`FatalOutputError`, which stops the batch: nothing is lost and the next run continues.
+the same manifest records. Problems with an input (corrupt, truncated, not an image, empty, an output name
+that exists) become a ``failed`` record. An :class:`~autocrop.errors.OutputError` whose ``errno`` says that
+no other output could be written either (:attr:`OutputError.fatal <autocrop.errors.OutputError.fatal>`:
+disk full, quota, read-only, permission) raises :class:`FatalOutputError`, which stops the batch: the input
+is not recorded, nothing else is lost and the next run continues. The decision is made from the errno only.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from autocrop.errors import AutocropError
+from autocrop.errors import AutocropError, OutputError, UsageError
+from autocrop.output import plan_outputs
+from autocrop.settings import DEFAULT_DEVICE, CropSettings, name_fields
 
-#: errno values of a write that no other input would survive either: stop the batch instead of failing each input.
-FATAL_ERRNOS = frozenset(
-    e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EROFS, errno.EACCES, errno.EPERM) if e is not None
-)
-
-
-class FatalOutputError(AutocropError):
-    """Writing outputs is impossible (disk full, read-only, no permission): the whole batch stops."""
+if TYPE_CHECKING:
+    from autocrop.cropper import Cropper
 
 
-class BatchEngine(Protocol):
-    """What the batch needs from :mod:`autocrop.engine` (the adapter is :mod:`autocrop.batch.adapter`)."""
+CropperFactory = Callable[[], "Cropper"]
+"""Builds a worker's Cropper (a :class:`CropperSpec`; called once per worker, and only when there is work)."""
 
-    def analyze(self, path: Path) -> Any:
-        """Decode + score one image; raise on a bad input. Returns an opaque result for :meth:`write`."""
 
-    def describe(self, result: Any) -> dict[str, list]:
-        """``{"boxes": [[x1, y1, x2, y2] px], "scores": [float], "ratios": [str | None]}`` of the chosen crops."""
+class FatalOutputError(OutputError):
+    """An :class:`OutputError` whose errno means no output can be written (disk full, read-only, no permission).
 
-    def write(self, result: Any, out_dir: Path, overwrite: bool, stem_tag: str | None = None) -> list[Path]:
-        """Write the crops atomically into ``out_dir``; returns the written paths.
+    The whole batch stops; ``path`` and ``errno`` are those of the write that failed. Picklable (Ray).
+    """
 
-        Without ``overwrite`` an existing file is never replaced (the input fails instead). ``stem_tag``: use
-        ``<stem>_<tag>`` instead of ``<stem>`` in the output names (inputs ``a.png`` and ``a.gif`` in one folder).
-        """
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self.path), self.reason, self.errno))
+
+    @classmethod
+    def of(cls, err: OutputError) -> FatalOutputError:
+        """The fatal form of ``err`` (same path and errno; the reason says that the batch stopped)."""
+        return cls(err.path, f"{err.reason} (batch stopped; run it again to continue)", err.errno)
+
+
+def check_batch_settings(settings: CropSettings) -> CropSettings:
+    """``settings`` if a batch can use them: the name pattern must hold ``{stem}`` (raises :class:`UsageError`)."""
+    if "stem" not in name_fields(settings.name):
+        raise UsageError(f"name {settings.name!r}: needs {{stem}} in a batch (else the photos of a folder collide)")
+    return settings
+
+
+@dataclass(frozen=True)
+class CropperSpec:
+    """How every worker builds its :class:`~autocrop.cropper.Cropper` (plain values: it travels to Ray actors).
+
+    settings: what to crop (the name pattern must hold ``{stem}``). model: weights path or None (packaged
+    default). device: torch device. threads: torch intra-op threads per worker, or None to leave torch's
+    setting alone.
+    """
+
+    settings: CropSettings = field(default_factory=CropSettings)
+    model: str | None = None
+    device: str = DEFAULT_DEVICE
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        check_batch_settings(self.settings)
+
+    def __call__(self) -> Cropper:
+        """A Cropper with its model loaded now (once per worker, not inside the first input's timing)."""
+        from autocrop.cropper import Cropper
+
+        cropper = Cropper(model=self.model, device=self.device, threads=self.threads, settings=self.settings)
+        cropper.scorer  # noqa: B018 - loads the model
+        return cropper
+
+    def output_key(self) -> dict[str, Any]:
+        """The settings that change the outputs (hashed into every manifest record; see resume)."""
+        return output_key(self.settings, self.model)
+
+
+#: settings added after the first batch manifests: left out of the key while at their defaults, so that a
+#: finished batch of an earlier version is not redone (its key had only the other fields).
+_LATER_KEYS = {"long_edge": None, "upscale": False, "diversity": CropSettings().diversity, "refine": True}
+
+
+def output_key(settings: CropSettings, model: str | Path | None) -> dict[str, Any]:
+    """The settings and model that change a batch's outputs, as plain JSON values (see :mod:`.manifest`)."""
+    key = settings.output_key()
+    for name, default in _LATER_KEYS.items():
+        if key.get(name) == default:
+            key.pop(name, None)
+    if key.get("format"):
+        key["format"] = str(key["format"]).lower()
+    key["model"] = str(Path(model).expanduser().resolve()) if model else None
+    return key
 
 
 @dataclass(frozen=True)
@@ -59,7 +114,10 @@ class WorkItem:
 
 @dataclass(frozen=True)
 class Destination:
-    """Where outputs may go: ``out_root`` (absolute), never over a file under ``source_root``."""
+    """Where outputs may go: ``out_root`` (absolute), never over a file under ``source_root``.
+
+    overwrite: replace existing files with output names. settings: the settings key written into records.
+    """
 
     source_root: str
     out_root: str
@@ -67,23 +125,17 @@ class Destination:
     overwrite: bool = False
     settings: str = ""
     engine: str = "local"
-    extra: dict = field(default_factory=dict)
 
 
-def _one_line(err: BaseException) -> str:
+def _one_line(err: BaseException, source: Path | None = None) -> str:
+    """The first line of ``err``; the input's own path is left out (the record and summary name it already)."""
     text = str(err).strip().splitlines()
     message = text[0] if text else ""
-    return message if isinstance(err, AutocropError) else f"{type(err).__name__}: {message}".rstrip(": ")
-
-
-_FATAL_TEXTS = tuple(os.strerror(e) for e in FATAL_ERRNOS)
-
-
-def _is_fatal(err: BaseException) -> bool:
-    """Disk full / read-only / permission denied while writing (also when wrapped in a one-line InputError)."""
-    if isinstance(err, OSError):
-        return err.errno in FATAL_ERRNOS
-    return isinstance(err, AutocropError) and any(text in str(err) for text in _FATAL_TEXTS)
+    if not isinstance(err, AutocropError):
+        return f"{type(err).__name__}: {message}".rstrip(": ")
+    if source is not None and message.startswith(f"{source}: "):
+        message = message[len(str(source)) + 2:]
+    return message
 
 
 def _within(path: str, root: str) -> bool:
@@ -91,19 +143,30 @@ def _within(path: str, root: str) -> bool:
 
 
 def guard_out_dir(out_dir: Path, dest: Destination) -> None:
-    """Raise :class:`AutocropError` unless ``out_dir`` (a mirrored folder) is a safe place for outputs.
+    """Raise :class:`OutputError` unless ``out_dir`` (a mirrored folder) is a safe place for outputs.
 
     It must lie under the output root (no symlink out of it) and never inside the source tree except within the
-    output root (``--allow-inside-source``: the walk skips the output root, so no input lives there).
+    output root (``allow_inside_source``: the walk skips the output root, so no input lives there).
     """
     real = os.path.realpath(out_dir)
     if not _within(real, dest.out_root):
-        raise AutocropError(f"output folder {out_dir} resolves outside the output root {dest.out_root}")
+        raise OutputError(out_dir, f"resolves outside the output root {dest.out_root}")
     if _within(real, dest.source_root) and not (dest.allow_inside_source and real != dest.source_root):
-        raise AutocropError(f"output folder {out_dir} lies inside the source folder {dest.source_root}")
+        raise OutputError(out_dir, f"lies inside the source folder {dest.source_root}")
 
 
-def process_one(engine: BatchEngine, item: WorkItem, dest: Destination) -> dict[str, Any]:
+def _make_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError.from_os_error(out_dir, err, "cannot create the folder") from err
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def process_one(cropper: Cropper, item: WorkItem, dest: Destination) -> dict[str, Any]:
     """Crop one input; return its manifest record. Raises :class:`FatalOutputError` only (see module doc)."""
     out_root = Path(dest.out_root)
     record: dict[str, Any] = {
@@ -121,34 +184,38 @@ def process_one(engine: BatchEngine, item: WorkItem, dest: Destination) -> dict[
         "engine": dest.engine,
     }
     t0 = time.perf_counter()
+    source = Path(item.source)
+    settings = cropper.settings.with_(overwrite=dest.overwrite)
     try:
-        result = engine.analyze(Path(item.source))
-        record.update(engine.describe(result))
+        decoded = cropper.decode(source)
+        result = cropper.analyze(decoded, settings)
+        record.update(boxes=[list(c.box) for c in result.crops],
+                      scores=[round(float(c.score), 6) for c in result.crops],
+                      ratios=[c.ratio for c in result.crops])
     except Exception as err:  # a bad input: reported, the batch goes on
-        record["error"] = _one_line(err)
+        record["error"] = _one_line(err, source)
         record["timings"] = {"analyze_s": round(time.perf_counter() - t0, 4)}
-        record["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record["time"] = _now()
         return record
     t1 = time.perf_counter()
     out_dir = Path(item.out_dir)
     try:
         guard_out_dir(out_dir, dest)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        _make_dir(out_dir)
         guard_out_dir(out_dir, dest)  # again now that it exists (a symlink planted meanwhile is caught)
-        written = engine.write(result, out_dir, dest.overwrite, item.stem_tag)
-        record["outputs"] = [Path(p).relative_to(out_root).as_posix() for p in written]
+        stem = f"{source.stem}_{item.stem_tag}" if item.stem_tag else source.stem
+        planned = plan_outputs(result, settings, out_dir, stem, source)
+        written = cropper.write(decoded, planned, settings)
+        paths = written.paths + ([written.preview] if written.preview is not None else [])
+        record["outputs"] = [Path(p).relative_to(out_root).as_posix() for p in paths]
         record["status"] = "ok"
-    except Exception as err:
-        if _is_fatal(err):
-            reason = err.strerror if isinstance(err, OSError) and err.strerror else _one_line(err)
-            raise FatalOutputError(f"cannot write into {out_dir}: {reason}") from None
+    except OutputError as err:
+        if err.fatal:  # decided by the OS's errno only, never by the message
+            raise FatalOutputError.of(err) from err
         record["error"] = _one_line(err)
+    except Exception as err:  # the full decode of a damaged photo, an unusable name, ...
+        record["error"] = _one_line(err, source)
     t2 = time.perf_counter()
     record["timings"] = {"analyze_s": round(t1 - t0, 4), "write_s": round(t2 - t1, 4), "total_s": round(t2 - t0, 4)}
-    record["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record["time"] = _now()
     return record
-
-
-def destination_dict(dest: Destination) -> dict[str, Any]:
-    """Plain-dict form of ``dest`` (for logging and Ray)."""
-    return asdict(dest)

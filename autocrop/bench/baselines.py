@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autocrop.bench.metrics import box_iou
+from autocrop.geometry import box_iou
 
 BASELINES = ("random", "largest", "centre")
 CENTRE_AREA_FRACTION = 0.8
@@ -42,7 +42,7 @@ def centre_box(width: float, height: float, area_fraction: float = CENTRE_AREA_F
 
 def centre_scores(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
     """IoU of each candidate [N, 4] with :func:`centre_box` of the image -> float64 [N] (GAICD ranking)."""
-    return box_iou(centre_box(width, height), boxes)
+    return box_iou(centre_box(width, height), boxes)[0]
 
 
 def baseline_scores(name: str, boxes: np.ndarray, width: float, height: float, rng: np.random.Generator) -> np.ndarray:

@@ -23,10 +23,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from autocrop.errors import DatasetError
+from autocrop.errors import DatasetError, UsageError
 
 DATASETS = ("gaicd", "fcdb", "flms")
 ANCHORS_FILE = "pdefined_anchors_1745.json"
@@ -89,8 +90,12 @@ def load_fcdb_boxes(root: str | Path, split: str) -> tuple[list[BoxImage], int]:
     return [BoxImage(i.path, i.name, np.asarray([i.best_box], dtype=np.float64)) for i in items], missing
 
 
-def load_bench_dataset(dataset: str, root: Path, split: str) -> tuple[list, int]:
-    """Items of ``dataset`` ('gaicd' | 'fcdb' | 'flms') under ``root`` -> (items sorted by name, missing count)."""
+def load_bench_dataset(dataset: str, root: Path, split: str) -> tuple[list[Any], int]:
+    """Items of ``dataset`` ('gaicd' | 'fcdb' | 'flms') under ``root`` -> (items sorted by name, missing count).
+
+    GAICD items are :class:`autocrop.data.ScoredImage`, FCDB and FLMS items :class:`BoxImage`.
+    """
+    items: list[Any]
     if dataset == "gaicd":
         from autocrop.data import load_gaicd
 
@@ -99,10 +104,10 @@ def load_bench_dataset(dataset: str, root: Path, split: str) -> tuple[list, int]
         items, missing = load_fcdb_boxes(root, split)
     elif dataset == "flms":
         if split != "test":
-            raise DatasetError(f"{root}: FLMS has a single test set (use --split test)")
+            raise UsageError(f"split {split!r}: FLMS has a single test set (split 'test')")
         items, missing = load_flms(root)
     else:
-        raise DatasetError(f"unknown dataset {dataset!r} (choose {', '.join(DATASETS)})")
+        raise UsageError(f"dataset {dataset!r}: unknown (choose {', '.join(DATASETS)})")
     return sorted(items, key=lambda item: item.name), missing
 
 
@@ -134,7 +139,8 @@ def load_anchors(data_dir: Path) -> tuple[np.ndarray, Path]:
         raise DatasetError(f"{path}: not a JSON list of [x1, y1, x2, y2] anchors ({err})") from None
     if anchors.ndim != 2 or anchors.shape[1] != 4 or len(anchors) == 0:
         raise DatasetError(f"{path}: expected a JSON list of [x1, y1, x2, y2] anchors, got shape {anchors.shape}")
-    if anchors.min() < 0 or anchors.max() > 1 or (anchors[:, 2] <= anchors[:, 0]).any() or (anchors[:, 3] <= anchors[:, 1]).any():
+    inverted = (anchors[:, 2] <= anchors[:, 0]).any() or (anchors[:, 3] <= anchors[:, 1]).any()
+    if anchors.min() < 0 or anchors.max() > 1 or inverted:
         raise DatasetError(f"{path}: anchors must be normalised boxes with 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1")
     return anchors, path
 
@@ -152,12 +158,12 @@ def training_names(card: dict, dataset: str) -> set[str]:
     return names
 
 
-def is_training_item(item, names: set[str]) -> bool:
+def is_training_item(item: Any, names: set[str]) -> bool:
     """Whether ``item`` (has ``.path`` and ``.name``) is listed in ``names`` (by file name or stem)."""
     return item.path.name in names or item.name in names or Path(item.name).stem in names
 
 
-def split_training_items(items: list, card: dict, dataset: str) -> tuple[list, list]:
+def split_training_items(items: list[Any], card: dict, dataset: str) -> tuple[list[Any], list[Any]]:
     """(items not listed as training images in ``card``, items that are)."""
     names = training_names(card, dataset)
     if not names:

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from autocrop.geometry import box_iou
+
 ACC_KS = (1, 2, 3, 4)
 ACC_NS = (5, 10)
 
@@ -128,7 +130,8 @@ class GAICDMetrics:
 
     def as_dict(self) -> dict:
         """Flat JSON-friendly dict: ``acc1_5`` ... ``acc4_10``, ``acc5_mean``, ``acc10_mean``, ``srcc``, ``pcc``."""
-        out: dict = {f"acc{k}_{n}": round(v, 4) for (k, n), v in sorted(self.acc.items(), key=lambda t: (t[0][1], t[0][0]))}
+        ordered = sorted(self.acc.items(), key=lambda t: (t[0][1], t[0][0]))
+        out: dict = {f"acc{k}_{n}": round(v, 4) for (k, n), v in ordered}
         out.update(
             acc5_mean=round(self.acc5_mean, 4),
             acc10_mean=round(self.acc10_mean, 4),
@@ -142,7 +145,8 @@ class GAICDMetrics:
 
 
 def gaicd_metrics(
-    predictions: list[np.ndarray], mos_list: list[np.ndarray], ks: tuple[int, ...] = ACC_KS, ns: tuple[int, ...] = ACC_NS
+    predictions: list[np.ndarray], mos_list: list[np.ndarray], ks: tuple[int, ...] = ACC_KS,
+    ns: tuple[int, ...] = ACC_NS,
 ) -> GAICDMetrics:
     """GAICD metrics over images: ``predictions[i]`` and ``mos_list[i]`` are [M_i] for image i."""
     if len(predictions) != len(mos_list):
@@ -185,17 +189,14 @@ def gaicd_metrics(
 # ---------------------------------------------------------------------------------------------
 
 
-def box_iou(box: np.ndarray, gts: np.ndarray) -> np.ndarray:
-    """IoU of one box [4] with each of ``gts`` [G, 4] (``x1 y1 x2 y2`` pixels) -> float64 [G]."""
-    box = np.asarray(box, dtype=np.float64).reshape(4)
-    gts = np.asarray(gts, dtype=np.float64).reshape(-1, 4)
-    iw = np.clip(np.minimum(box[2], gts[:, 2]) - np.maximum(box[0], gts[:, 0]), 0.0, None)
-    ih = np.clip(np.minimum(box[3], gts[:, 3]) - np.maximum(box[1], gts[:, 1]), 0.0, None)
-    inter = iw * ih
-    area_box = max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0)
-    area_gts = np.clip(gts[:, 2] - gts[:, 0], 0.0, None) * np.clip(gts[:, 3] - gts[:, 1], 0.0, None)
-    union = area_box + area_gts - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+def crop_iou(box: np.ndarray, gts: np.ndarray) -> np.ndarray:
+    """IoU of one crop [4] with each ground truth of ``gts`` [G, 4] (``x1 y1 x2 y2`` pixels) -> float64 [G].
+
+    :func:`autocrop.geometry.box_iou` for one row. A degenerate box (``x2 <= x1`` or ``y2 <= y1``, on
+    either side) has no intersection with anything, so its IoU is 0 -- never negative, whatever the
+    sign of its "area".
+    """
+    return box_iou(np.asarray(box, dtype=np.float64).reshape(1, 4), gts)[0]
 
 
 def boundary_displacement(box: np.ndarray, gts: np.ndarray, width: float, height: float) -> np.ndarray:
@@ -213,7 +214,7 @@ def best_match(box: np.ndarray, gts: np.ndarray, width: float, height: float) ->
     gts = np.asarray(gts, dtype=np.float64).reshape(-1, 4)
     if len(gts) == 0:
         raise ValueError("best_match: no ground-truth crop")
-    return float(box_iou(box, gts).max()), float(boundary_displacement(box, gts, width, height).min())
+    return float(crop_iou(box, gts).max()), float(boundary_displacement(box, gts, width, height).min())
 
 
 @dataclass
@@ -231,7 +232,10 @@ class BoxMetrics:
 def box_metrics(
     chosen: list[np.ndarray], ground_truths: list[np.ndarray], sizes: list[tuple[float, float]]
 ) -> BoxMetrics:
-    """Mean best-match IoU / Disp of ``chosen[i]`` [4] against ``ground_truths[i]`` [G_i, 4] in an image of ``sizes[i]`` (W, H)."""
+    """Mean best-match IoU / Disp of ``chosen[i]`` [4] against ``ground_truths[i]`` [G_i, 4].
+
+    ``sizes[i]``: (W, H) of image i.
+    """
     if not (len(chosen) == len(ground_truths) == len(sizes)):
         raise ValueError("box_metrics: chosen boxes, ground truths and sizes differ in length")
     if not chosen:

@@ -1,17 +1,16 @@
-"""Showing and saving a bench report: rich tables for the screen, an atomically written JSON file."""
+"""Showing and saving a bench report: rich tables for people (stderr), JSON text, an atomically written file."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from autocrop.bench.baselines import BASELINES
 from autocrop.bench.runner import UNREFINED
-from autocrop.errors import InputError
+from autocrop.errors import OutputError
 
 GAICD_COLUMNS = (
     ("acc1_5", "Acc1/5"),
@@ -99,8 +98,9 @@ def render(report: dict, console: Any) -> None:
         f"{machine['torch_threads']}/{machine['cpus_available']}",
     )
     console.print(timing)
+    score_median = _num(speed["score_ms"]["median"])
     console.print(
-        f"[dim]torch import {speed['torch_import_s']:.2f} s · scoring alone {_num(speed['score_ms']['median'])} ms median · "
+        f"[dim]torch import {speed['torch_import_s']:.2f} s · scoring alone {score_median} ms median · "
         f"{speed['candidates_per_image']:.0f} candidates/img · {machine['platform']} · torch {machine['torch']} · "
         f"model {report['model']['path']}[/]"
     )
@@ -133,36 +133,33 @@ def notes(report: dict) -> list[str]:
     return lines
 
 
-def check_json_destination(destination: str | Path) -> Path | None:
-    """Validate ``--json`` before a run: ``-`` (stdout) -> None, else the file path; one-line InputError."""
-    if str(destination) == "-":
-        return None
+def report_json(report: dict) -> str:
+    """The report as JSON text (one trailing newline), as ``--json`` prints it and ``--report`` saves it."""
+    return json.dumps(report, indent=1, ensure_ascii=False) + "\n"
+
+
+def check_report_path(destination: str | Path) -> Path:
+    """Validate the report file before a run -> its path; one-line :class:`OutputError` naming it.
+
+    A folder, a missing folder or a folder this process may not write into are refused.
+    """
     path = Path(destination).expanduser()
     if path.is_dir():
-        raise InputError(f"{path}: --json must name a file, not a directory")
-    if not path.parent.is_dir():
-        raise InputError(f"{path}: folder {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise InputError(f"{path}: folder {path.parent} is not writable")
+        raise OutputError(path, "report must be a file, not a folder")
+    parent = path.parent
+    if not parent.is_dir():
+        raise OutputError(path, f"folder {parent} does not exist", errno.ENOENT)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(path, f"folder {parent} is not writable", errno.EACCES)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputError(path, "report file is not writable", errno.EACCES)
     return path
 
 
-def write_json(report: dict, destination: str | Path) -> None:
-    """Write ``report`` as JSON to ``destination`` atomically (temp file + ``os.replace``); ``-`` = stdout."""
-    text = json.dumps(report, indent=1, ensure_ascii=False) + "\n"
-    path = check_json_destination(destination)
-    if path is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise InputError(f"{path}: cannot write report ({err.strerror})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_report(report: dict, destination: str | Path) -> Path:
+    """Write ``report`` as JSON to the file ``destination`` atomically (replacing it) -> the path written."""
+    from autocrop.io.fs import atomic_write_bytes
+
+    path = check_report_path(destination)
+    atomic_write_bytes(path, report_json(report).encode("utf-8"))
+    return path

@@ -1,7 +1,11 @@
 """One bench run: quality of the model and of the baselines, plus speed, on one dataset -> a report dict.
 
-The loop decodes each photo once, scores its candidates with the model (one forward pass), ranks the
-same candidates with every baseline, and feeds everything through the same metric code
+Every score comes from :class:`autocrop.cropper.Cropper`, the code path of ``autocrop crop``: each
+photo is decoded once (:meth:`Cropper.decode`: EXIF-oriented, reduced size), its candidates are scored
+in one forward pass (:meth:`Cropper.score`, boxes in pixels of the full-size oriented photo, where the
+annotations live), and on FCDB/FLMS the written top-1 crop is made by
+:func:`autocrop.select.final_boxes` exactly as ``autocrop crop`` makes it. The same candidates are
+ranked by every baseline and everything goes through the same metric code
 (:mod:`autocrop.bench.metrics`). Training images listed in the model card are excluded (or, with
 ``include_train``, kept and flagged). See :func:`run_bench`.
 """
@@ -12,32 +16,46 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
+from autocrop import select
 from autocrop.bench.baselines import BASELINES, baseline_scores, baseline_top1
 from autocrop.bench.datasets import DATASETS, load_anchors, load_bench_dataset, split_training_items
 from autocrop.bench.metrics import box_metrics, gaicd_metrics
-from autocrop.bench.scoring import BenchScorer
-from autocrop.errors import DatasetError, InputError
+from autocrop.candidates import candidate_boxes
+from autocrop.cropper import Cropper
+from autocrop.errors import AutocropError, DatasetError, InputError, ModelError, UsageError
+from autocrop.ratios import FREE
+from autocrop.settings import DEFAULT_DEVICE, check_device
+from autocrop.system import available_cpus
 
 CANDIDATE_SETS = ("grid", "anchors")
-GAICD_MARGIN_KEYS = ("acc1_5", "acc5_mean", "acc1_10", "acc10_mean", "srcc", "pcc")
+SPLITS = ("test", "train")
+GAICD_MARGIN_KEYS: tuple[str, ...] = ("acc1_5", "acc5_mean", "acc1_10", "acc10_mean", "srcc", "pcc")
 BOX_MARGIN_KEYS = ("iou", "disp")
-UNREFINED = "model_unrefined"  # box datasets: the best grid view itself, before refine_boxes
+UNREFINED = "model_unrefined"  # box datasets: the best grid view itself, before refinement
 LOWER_IS_BETTER = {"disp"}
-CONFIG_KEYS = {"gaicd": "gaicd_dir", "fcdb": "fcdb_dir", "flms": "flms_dir"}
 
 ProgressFn = Callable[[int, int], None]
 
 
 @dataclass
 class BenchOptions:
-    """What to measure. ``candidates``: FCDB/FLMS only ('grid' default | 'anchors'); GAICD uses its annotated crops."""
+    """What to measure.
+
+    dataset:    'gaicd', 'fcdb' or 'flms'.
+    data_dir:   the dataset's folder; else ``gaicd_dir`` / ``fcdb_dir`` / ``flms_dir`` for that dataset;
+                else ``$AUTOCROP_DATA_DIR/<NAME>`` (see :func:`resolve_bench_dir`).
+    model:      a ``.safetensors`` model file, None for the packaged default. device: auto, cpu, cuda, ...
+    candidates: FCDB/FLMS only ('grid' default | 'anchors'); GAICD uses its annotated crops.
+    threads:    torch intra-op threads (None: torch's own setting).
+    """
 
     dataset: str
     data_dir: Path | None = None
@@ -48,6 +66,10 @@ class BenchOptions:
     include_train: bool = False
     seed: int = 0
     threads: int | None = None
+    device: str | None = None
+    gaicd_dir: Path | None = None
+    fcdb_dir: Path | None = None
+    flms_dir: Path | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -55,38 +77,17 @@ class BenchOptions:
 # ---------------------------------------------------------------------------------------------
 
 
-def _configured_dir(dataset: str) -> tuple[str | None, str | None]:
-    """(``<dataset>_dir`` from the config module, its source "env" | "file"), or (None, None) when unset."""
-    try:
-        from autocrop.config import load_config
-    except ImportError:  # a build without the config module
-        return None, None
-    key = CONFIG_KEYS[dataset]
-    config = load_config()  # a broken config file raises a one-line InputError
-    value = config.values.get(key)
-    if not value:
-        return None, None
-    return str(value), config.sources.get(key)
+def resolve_bench_dir(options: BenchOptions) -> Path:
+    """The folder of ``options.dataset``: ``data_dir`` > that dataset's own ``<name>_dir`` >
+    ``$AUTOCROP_DATA_DIR/<NAME>`` (NAME: GAICD, FCDB, FLMS; see :func:`autocrop.data.locate.resolve_data_dir`).
 
-
-def resolve_bench_dir(dataset: str, data_dir: str | Path | None) -> Path:
-    """The dataset folder. Precedence (command line > environment > config file > default):
-
-    ``--data-dir`` > ``$AUTOCROP_<NAME>_DIR`` > ``$AUTOCROP_DATA_DIR/<NAME>`` > config file ``<name>_dir``
-    > ``../shared/data/<NAME>`` (NAME: GAICD, FCDB, FLMS).
+    Raises :class:`DatasetError` when the folder does not exist.
     """
-    from autocrop.data.locate import DATA_ENV, resolve_data_dir
+    from autocrop.data.locate import resolve_data_dir
 
-    if data_dir is not None:
-        return resolve_data_dir(dataset, data_dir)
-    configured, source = _configured_dir(dataset)
-    if configured and source == "env":
-        return resolve_data_dir(dataset, configured)
-    if os.environ.get(DATA_ENV):
-        return resolve_data_dir(dataset)
-    if configured:
-        return resolve_data_dir(dataset, configured)
-    return resolve_data_dir(dataset)
+    own = {"gaicd": options.gaicd_dir, "fcdb": options.fcdb_dir, "flms": options.flms_dir}.get(options.dataset)
+    chosen = options.data_dir if options.data_dir is not None else own
+    return resolve_data_dir(options.dataset, chosen or None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,14 +105,10 @@ def peak_rss_mib() -> float | None:
     return round(rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024, 1)
 
 
-def machine_info() -> dict:
+def machine_info() -> dict[str, Any]:
     """Platform, CPU and torch thread facts recorded with every report."""
     import torch
 
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:
-        available = os.cpu_count()
     return {
         "platform": platform.platform(),
         "machine": platform.machine(),
@@ -119,7 +116,7 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cpu_count": os.cpu_count(),
-        "cpus_available": available,
+        "cpus_available": available_cpus(),
         "torch_threads": torch.get_num_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }
@@ -161,36 +158,72 @@ def margins(results: dict, keys: tuple[str, ...]) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_options(options: BenchOptions) -> None:
+def check_options(options: BenchOptions) -> None:
+    """Validate ``options`` before anything is loaded; one-line :class:`UsageError` naming the parameter."""
     if options.dataset not in DATASETS:
-        raise InputError(f"unknown dataset {options.dataset!r} (choose {', '.join(DATASETS)})")
-    if options.threads is not None and options.threads < 1:
-        raise InputError(f"--threads must be >= 1, got {options.threads}")
+        raise UsageError(f"dataset {options.dataset!r}: unknown (choose {', '.join(DATASETS)})")
+    if options.split not in SPLITS:
+        raise UsageError(f"split {options.split!r}: use {' or '.join(SPLITS)}")
+    if options.threads is not None and (isinstance(options.threads, bool) or options.threads < 1):
+        raise UsageError(f"threads must be >= 1, got {options.threads}")
     if options.limit is not None and options.limit < 1:
-        raise InputError(f"--limit must be >= 1, got {options.limit}")
+        raise UsageError(f"limit must be >= 1, got {options.limit}")
     if options.dataset == "gaicd" and options.candidates is not None:
-        raise InputError("--candidates applies to fcdb and flms; GAICD is scored on its annotated candidates")
+        raise UsageError("candidates applies to fcdb and flms; GAICD is scored on its annotated candidates")
     if options.candidates is not None and options.candidates not in CANDIDATE_SETS:
-        raise InputError(f"unknown candidate set {options.candidates!r} (choose {', '.join(CANDIDATE_SETS)})")
+        choices = ", ".join(CANDIDATE_SETS)
+        raise UsageError(f"candidates {options.candidates!r}: unknown candidate set (choose {choices})")
+    check_device(options.device)
 
 
-def run_bench(options: BenchOptions, scorer: BenchScorer | None = None, progress: ProgressFn | None = None) -> dict:
-    """Measure the model (``scorer``, or loaded from ``options.model``) and the baselines -> report dict.
+def load_cropper(options: BenchOptions) -> tuple[Cropper, float, float]:
+    """A :class:`Cropper` with ``options.model`` loaded on ``options.device`` -> (cropper, torch import s, load s).
 
+    The torch import is timed apart from the model load. A file that is not a model becomes a one-line
+    :class:`ModelError`, never a traceback.
+    """
+    start = time.perf_counter()
+    import torch  # noqa: F401 - imported here so that its cost is measured apart from the model load
+
+    torch_seconds = time.perf_counter() - start
+    cropper = Cropper(options.model, options.device or DEFAULT_DEVICE, threads=options.threads)
+    return cropper, torch_seconds, _load(cropper, options.model)
+
+
+def _load(cropper: Cropper, model: Path | None) -> float:
+    """Load the cropper's model now (so that the load is timed here) -> seconds it took."""
+    start = time.perf_counter()
+    try:
+        cropper.scorer  # noqa: B018 - loads the model
+    except AutocropError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a file that is not a model must never produce a traceback
+        raise ModelError(f"{model}: cannot load model ({type(err).__name__}: {err})") from None
+    return time.perf_counter() - start
+
+
+def run_bench(options: BenchOptions, cropper: Cropper | None = None, progress: ProgressFn | None = None) -> dict:
+    """Measure the model (``cropper``, else one loaded from ``options.model``) and the baselines -> report dict.
+
+    ``cropper``: e.g. ``Cropper(scorer=ViewScorer.untrained())``; its settings' ``refine`` and
+    ``diversity`` make the FCDB/FLMS top-1 crop (the defaults: as ``autocrop crop`` does).
     Raises :class:`autocrop.errors.AutocropError` subclasses with one-line messages for bad input.
     """
-    _check_options(options)
+    check_options(options)
     dataset = options.dataset
-    root = resolve_bench_dir(dataset, options.data_dir)
+    root = resolve_bench_dir(options)
     items, missing = load_bench_dataset(dataset, root, options.split)
     candidate_set = "annotated" if dataset == "gaicd" else (options.candidates or "grid")
     anchors = anchors_path = None
     if candidate_set == "anchors":
         anchors, anchors_path = load_anchors(root)
 
-    if scorer is None:
-        scorer = BenchScorer.load(options.model, threads=options.threads)
-    card = scorer.card
+    if cropper is None:
+        cropper, torch_seconds, load_seconds = load_cropper(options)
+    else:
+        torch_seconds, load_seconds = 0.0, _load(cropper, options.model)
+    scorer = cropper.scorer
+    card: dict = getattr(scorer, "card", None) or {}
     kept, trained = split_training_items(items, card, dataset)
     if options.include_train:
         evaluated, excluded, flagged = list(items), [], trained
@@ -200,7 +233,7 @@ def run_bench(options: BenchOptions, scorer: BenchScorer | None = None, progress
         if items and excluded:
             raise DatasetError(
                 f"{root}: all {len(items)} {dataset.upper()} images are listed as training images in the model card; "
-                "nothing left to measure honestly (--include-train measures them anyway, flagged)"
+                "nothing left to measure honestly (include_train measures them anyway, flagged)"
             )
         raise DatasetError(f"{root}: no {dataset.upper()} images found ({missing} annotated images are missing)")
     if options.limit is not None:
@@ -209,6 +242,7 @@ def run_bench(options: BenchOptions, scorer: BenchScorer | None = None, progress
 
     rng = np.random.default_rng(options.seed)
     methods = ("model", *BASELINES) if dataset == "gaicd" else ("model", UNREFINED, *BASELINES)
+    settings = cropper.settings
     per_image: list[dict] = []
     decode_ms: list[float] = []
     score_ms: list[float] = []
@@ -223,29 +257,29 @@ def run_bench(options: BenchOptions, scorer: BenchScorer | None = None, progress
     gts: list[np.ndarray] = []
     sizes: list[tuple[float, float]] = []
 
-    from autocrop.engine import FREE, Engine
-
-    grid_engine = Engine()  # candidates and final boxes exactly as `autocrop crop` makes them (loads no model)
     loop_start = time.perf_counter()
     for index, item in enumerate(evaluated):
         t0 = time.perf_counter()
         try:
-            decoded = scorer.decode(item.path)
+            decoded = cropper.decode(item.path)
         except InputError:  # unreadable / corrupt photo: skipped and counted
             unreadable.append(item.name)
             if progress:
                 progress(index + 1, len(evaluated))
             continue
         t1 = time.perf_counter()
-        width, height = decoded.width, decoded.height
+        width, height = int(decoded.info.width), int(decoded.info.height)
         if dataset == "gaicd":
             boxes = item.boxes
-        elif candidate_set == "grid":
-            boxes = grid_engine.candidates(width, height, [FREE], item.path)[0]  # exactly `autocrop crop`'s views
+        elif anchors is None:
+            boxes = candidate_boxes(width, height, (FREE,), decoded.label)[0]  # exactly `autocrop crop`'s views
         else:
             boxes = anchors * np.asarray([width, height, width, height], dtype=np.float64)
         t2 = time.perf_counter()
-        scores = scorer.score(decoded, boxes)
+        try:
+            scores = cropper.score(decoded, boxes)
+        except UsageError as err:  # annotated crops that do not fit their photo
+            raise DatasetError(f"{item.name}: candidate crops do not fit the photo ({err})") from None
         t3 = time.perf_counter()
         decode_ms.append((t1 - t0) * 1000)
         score_ms.append((t3 - t2) * 1000)
@@ -263,10 +297,11 @@ def run_bench(options: BenchOptions, scorer: BenchScorer | None = None, progress
             top1 = int(np.argmax(scores))
             record.update(top1_mos=round(float(item.scores[top1]), 4), best_mos=round(float(item.scores.max()), 4))
         else:
-            top1 = np.array([int(np.argmax(scores))])
-            grid_box = np.asarray(boxes, dtype=np.float64)[top1[0]]
+            best = np.array([int(np.argmax(scores))])
+            grid_box = np.asarray(boxes, dtype=np.float64)[best[0]]
             # exactly what `autocrop crop` writes: the best view, refined, in whole pixels
-            top1_box = grid_engine.final_boxes(boxes, scores, top1, width, height, None)[0].astype(np.float64)
+            top1_box = select.final_boxes(boxes, scores, best, width, height, None, settings.refine,
+                                          settings.diversity)[0].astype(np.float64)
             chosen["model"].append(top1_box)
             chosen[UNREFINED].append(grid_box)
             for name in BASELINES:
@@ -302,9 +337,10 @@ def run_bench(options: BenchOptions, scorer: BenchScorer | None = None, progress
         "anchors_file": str(anchors_path) if anchors_path else None,
         "seed": options.seed,
         "model": {
-            "path": str(scorer.weights_path or options.model or "packaged default"),
+            "path": str(getattr(scorer, "weights_path", None) or options.model or "packaged default"),
             "name": card.get("name"),
             "sha256": card.get("sha256"),
+            "device": cropper.device,
         },
         "images": {
             "annotated": len(items) + missing,
@@ -320,8 +356,8 @@ def run_bench(options: BenchOptions, scorer: BenchScorer | None = None, progress
         "results": results,
         "margins": margins(results, margin_keys),
         "speed": {
-            "torch_import_s": round(scorer.torch_import_seconds, 3),
-            "model_load_s": round(scorer.load_seconds, 3),
+            "torch_import_s": round(torch_seconds, 3),
+            "model_load_s": round(load_seconds, 3),
             "ms_per_image": _percentiles(total_ms),
             "score_ms": _percentiles(score_ms),
             "decode_ms": _percentiles(decode_ms),

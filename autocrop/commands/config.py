@@ -1,4 +1,7 @@
-"""``autocrop config path|show|set|unset``: inspect and edit the user's default settings."""
+"""``autocrop config path|show|set|unset``: inspect and edit the user's default settings.
+
+Data (the path, ``show``'s table or ``--json``) goes to stdout; messages ("top set in ...") to stderr.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +9,44 @@ from typing import Annotated
 
 import typer
 
+from autocrop.errors import UsageError
+
 config_app = typer.Typer(
     name="config",
-    help="Show or change default settings (TOML file; precedence: command line > AUTOCROP_* > file > built-in).",
+    help="Show or change default settings (a TOML file; precedence: command line > AUTOCROP_<KEY> > file > built-in).",
+    epilog="Examples:\n  autocrop config set ratio 16:9\n  autocrop config show --json\n  autocrop config unset ratio",
     no_args_is_help=True,
     add_completion=False,
 )
 
 
+def device_problem(device: str) -> str | None:
+    """Why torch cannot use ``device`` here ("cuda" on a CPU-only build), or None when it can.
+
+    ``device`` has passed :func:`autocrop.settings.check_device`; torch is imported only for cuda and mps.
+    """
+    if not device.startswith(("cuda", "mps")):
+        return None
+    import torch
+
+    if device == "mps":
+        if torch.backends.mps.is_available():
+            return None
+        return f"device {device!r}: not available (torch {torch.__version__} finds no Apple GPU); use cpu or auto"
+    if not torch.cuda.is_available():
+        why = "was built without CUDA" if torch.version.cuda is None else "finds no CUDA GPU"
+        return f"device {device!r}: not available (torch {torch.__version__} {why}); use cpu or auto"
+    index = int(device.partition(":")[2] or 0)
+    count = torch.cuda.device_count()
+    if index >= count:
+        return f"device {device!r}: not available (torch sees {count} CUDA GPU(s): cuda:0..cuda:{count - 1})"
+    return None
+
+
 @config_app.command("path")
 def path_command() -> None:
     """Print the config file's path (it need not exist yet)."""
-    from autocrop.config import config_path
+    from autocrop.commands.config_file import config_path
 
     typer.echo(str(config_path()))
 
@@ -32,7 +61,7 @@ def show_command(
     from rich.console import Console
     from rich.table import Table
 
-    from autocrop.config import KEYS, load_config
+    from autocrop.commands.config_file import KEYS, load_config
 
     settings = load_config()
     if json_out:
@@ -48,25 +77,36 @@ def show_command(
     for key, spec in KEYS.items():
         value = settings.values[key]
         table.add_row(key, repr(value) if isinstance(value, str) else str(value), settings.sources[key], spec.help)
-    Console(highlight=False).print(table)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 160)  # piped: long paths and meanings stay on one line
+    console.print(table)
 
 
 @config_app.command("set")
 def set_command(
-    key: Annotated[str, typer.Argument(help="Setting name (see 'autocrop config show').")],
-    value: Annotated[str, typer.Argument(help="New value; \"\" resets text settings to their default.")],
+    key: Annotated[str, typer.Argument(metavar="KEY", help="Setting name (see 'autocrop config show').", show_default=False)],
+    value: Annotated[str, typer.Argument(metavar="VALUE", help="New value; \"\" resets a text setting to its built-in default.",
+                                         show_default=False)],
 ) -> None:
-    """Store KEY = VALUE in the config file (validated first)."""
-    from autocrop.config import set_value
+    """Store KEY = VALUE in the config file (checked first; a device must be usable here)."""
+    from autocrop.commands.config_file import parse_value, set_value
 
+    if key == "device":
+        problem = device_problem(parse_value(key, value))
+        if problem:
+            raise UsageError(problem)
     path = set_value(key, value)
-    typer.echo(f"{key} set in {path}", err=True)
+    done = "set in" if value.strip() else "back to its built-in default; removed from"
+    typer.echo(f"{key} {done} {path}", err=True)
 
 
 @config_app.command("unset")
-def unset_command(key: Annotated[str, typer.Argument(help="Setting name.")]) -> None:
+def unset_command(
+    key: Annotated[str, typer.Argument(metavar="KEY", help="Setting name.", show_default=False)],
+) -> None:
     """Remove KEY from the config file (back to its built-in default)."""
-    from autocrop.config import set_value
+    from autocrop.commands.config_file import set_value
 
     path = set_value(key, None)
     typer.echo(f"{key} removed from {path}", err=True)

@@ -1,11 +1,9 @@
 """``autocrop crop IMAGE...`` (also ``autocrop IMAGE...``): the best crops of single photos.
 
-Thin layer over :class:`autocrop.engine.Engine`: resolves options (command line > AUTOCROP_* >
-config file > defaults), runs the engine per photo, prints a rich table (stdout; stderr with
-``--json``) and, with ``--json``, one JSON document on stdout. A bad photo gets a one-line error
-naming it; the other photos are still processed and the exit status is 1 at the end. Errors that
-concern the whole call (a bad option, a broken config file, a missing model) exit with 2 before any
-photo is processed.
+options -> :class:`~autocrop.settings.CropSettings` -> :class:`~autocrop.cropper.Cropper` per photo -> print.
+A table goes to stdout (stderr with ``--json`` or ``--out -``), JSON to stdout. A bad photo gets one
+line naming it; the other photos are still processed and the exit status is 3 at the end. Problems of
+the whole call (a bad option, a missing model) exit with 2 before any photo is processed.
 """
 
 from __future__ import annotations
@@ -18,150 +16,188 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from autocrop.errors import InputError
+from autocrop.commands import exit_codes
+from autocrop.commands.output import console, error_line
+from autocrop.errors import InputError, OutputError, UsageError
 
-EXIT_SOME_FAILED = 1
-
+STDIO = "-"
 RATIO_HELP = "Aspect ratio W:H of the crops (16:9, 4:5, 1.91:1), 'original' or 'free'; repeat for several."
+EPILOG = ("Example: autocrop photo.jpg --ratio 16:9 --top 3 --out crops/   "
+          "Exit codes: 0 ok, 2 usage or fatal error, 3 some photos failed, 130 interrupted.")
 
 
 def crop_command(
-    images: Annotated[list[str], typer.Argument(metavar="IMAGE", help="Photos to crop (JPEG, PNG, WebP, TIFF, BMP, GIF, AVIF; HEIC with the heif extra).",
-                                                show_default=False)],
-    ratio: Annotated[Optional[list[str]], typer.Option("--ratio", "-r", metavar="W:H", help=RATIO_HELP, show_default=False)] = None,
-    top: Annotated[Optional[int], typer.Option("--top", "-k", metavar="K", help="Crops per photo and ratio (config: 1).",
-                                               show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="DIR", help="Directory for the crops (default: beside each photo).",
-                                                show_default=False)] = None,
-    name: Annotated[Optional[str], typer.Option("--name", metavar="PATTERN", help="File-name pattern; fields {stem} {rank} {ratio} {ext} {w} {h} "
-                                                "(default {stem}.crop{rank}.{ext}).", show_default=False)] = None,
-    size: Annotated[Optional[str], typer.Option("--size", metavar="WxH", help="Resize every crop to exactly WxH pixels "
-                                                "(implies --ratio W:H when no ratio is given).", show_default=False)] = None,
-    quality: Annotated[Optional[int], typer.Option("--quality", metavar="Q", help="JPEG/WebP quality 1..100 (default 95).",
-                                                   show_default=False)] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", metavar="FORMAT", help="Output format jpeg|png|webp (default: the input's).",
-                                               show_default=False)] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON on stdout (human output to stderr).")] = False,
-    preview: Annotated[bool, typer.Option("--preview", help="Also write STEM.preview.png with the ranked boxes drawn.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Choose the crops and show the planned files; write nothing.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files (never the input).")] = False,
-    model: Annotated[Optional[Path], typer.Option("--model", metavar="FILE", help="Model weights (.safetensors); default: the packaged model.",
-                                                  show_default=False)] = None,
-    device: Annotated[Optional[str], typer.Option("--device", metavar="DEVICE", help="torch device (default cpu).", show_default=False)] = None,
+    images: Annotated[list[str], typer.Argument(
+        metavar="IMAGE...", show_default=False,
+        help="Photos to crop (JPEG, PNG, WebP, TIFF, BMP, GIF, AVIF; HEIC with the heif extra); '-' reads one from stdin.")],
+    ratio: Annotated[Optional[list[str]], typer.Option("--ratio", "-r", metavar="W:H", help=RATIO_HELP,
+                                                       show_default=False)] = None,
+    top: Annotated[Optional[int], typer.Option("--top", "-k", metavar="K", show_default=False,
+                                               help="Crops per photo and ratio [default: 1].")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", "-o", metavar="DIR", show_default=False,
+                                               help="Folder for the crops [default: beside each photo]; '-' writes "
+                                                    "the one crop to stdout.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", metavar="PATTERN", show_default=False,
+                                                help="File-name pattern with {stem} {rank} {ratio} {ext} {w} {h} "
+                                                     "[default: {stem}.crop{rank}.{ext}].")] = None,
+    size: Annotated[Optional[str], typer.Option("--size", metavar="WxH", show_default=False,
+                                                help="Resize every crop to WxH pixels (shrinks only, see --upscale; "
+                                                     "implies --ratio W:H when none is given).")] = None,
+    long_edge: Annotated[Optional[int], typer.Option("--long-edge", metavar="PX", show_default=False,
+                                                     help="Resize every crop so its longer side is PX pixels "
+                                                          "(shrinks only, see --upscale).")] = None,
+    upscale: Annotated[bool, typer.Option("--upscale", help="Let --size / --long-edge enlarge small crops.")] = False,
+    quality: Annotated[Optional[int], typer.Option("--quality", metavar="Q", show_default=False,
+                                                   help="JPEG/WebP quality 1..100 [default: 95].")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", metavar="FORMAT", show_default=False,
+                                                  help="Output format jpeg, png, webp, tiff or bmp "
+                                                       "[default: the input's].")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+    preview: Annotated[bool, typer.Option("--preview", help="Also write STEM.preview.png with the chosen boxes.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Choose the crops and list the planned files; "
+                                                            "write nothing.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files (never an input).")] = False,
+    model: Annotated[Optional[Path], typer.Option("--model", metavar="FILE", show_default=False,
+                                                  help="Model weights (.safetensors) [default: the packaged model].")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", metavar="DEVICE", show_default=False,
+                                                  help="auto, cpu, cuda, cuda:N or mps [default: cpu].")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", metavar="N", envvar="AUTOCROP_THREADS",
+                                                   show_default=False,
+                                                   help="torch threads [default: the idle cores].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print timings and the model used.")] = False,
 ) -> None:
     """Find the best crops of each photo and write them as PHOTO.crop1.jpg, PHOTO.crop2.jpg, ..."""
-    from autocrop import config as config_module
-    from autocrop import engine as eng
+    from autocrop.cropper import Cropper
+    from autocrop.settings import CropSettings
+    from autocrop.system import idle_cpus
 
-    settings = config_module.load_config()
-    ratio_values = ratio if ratio else (settings["ratio"] or None)
-    specs = eng.parse_ratios(ratio_values)
-    top_value = eng.check_top(settings.get("top", top))
-    size_value = eng.parse_size(size)
-    specs = eng.ratios_for_size(specs, size_value)
-    options = eng.OutputOptions(
-        out_dir=out.expanduser() if out is not None else None,
-        name=settings.get("name", name),
-        size=size_value,
-        quality=settings.get("quality", quality),
-        format=settings.get("format", fmt) or None,
-        overwrite=overwrite,
-    )
-    options = eng.check_options(options, specs, top_value)
-    if options.out_dir is not None and not dry_run:
-        _prepare_out_dir(options.out_dir)
+    settings = CropSettings.build(ratio=ratio or None, top=top, size=size, long_edge=long_edge, upscale=upscale,
+                                  name=name, format=format, quality=quality, preview=preview, overwrite=overwrite)
+    to_stdout = out == STDIO
+    _check_stdio(images, settings, to_stdout, json_out, dry_run)
+    out_dir = None if out is None or to_stdout else Path(out).expanduser()
+    if out_dir is not None and not dry_run:
+        _prepare_out_dir(out_dir)
+    cropper = Cropper(model=model, device=device or "cpu", threads=threads if threads is not None else idle_cpus())
+    cropper.preload()  # import torch + load the model while the first photo is decoded
 
-    human = _console(stderr=json_out)
-    errors = _console(stderr=True)
-    model_path = settings.get("model", str(model) if model is not None else None) or None
-    engine = eng.Engine(model=model_path, device=settings.get("device", device))
-
-    engine.preload()  # import torch + load the model while the first photo is decoded
-
+    human = console(stderr=json_out or to_stdout)
+    protected = [Path(p) for p in images if p != STDIO]
     documents: list[dict[str, Any]] = []
     failed = 0
     for image in images:
-        path = Path(image)
+        label = "<stdin>" if image == STDIO else image
         try:
-            if path.is_dir():
-                raise InputError(f"{path}: is a directory, not an image (use 'autocrop batch {path}' for folders)")
-            result = engine.run(path, specs, top_value, options, dry_run=dry_run, preview=preview)
-        except InputError as err:
+            source = _read_stdin() if image == STDIO else _photo_path(image)
+            if to_stdout:
+                result = cropper.crop(source, settings)
+                _write_stdout(result, settings)
+            else:
+                result = cropper.crop(source, settings, out=out_dir, write=True, dry_run=dry_run, protected=protected)
+        except (InputError, OutputError) as err:  # this photo failed; the others go on
             failed += 1
-            typer.echo(f"autocrop: error: {err}", err=True)
-            documents.append({"input": str(path), "crops": [], "error": str(err)})
+            error_line(err)
+            documents.append({"input": label, "crops": [], "error": str(err)})
             continue
         documents.append(result.to_dict())
         if not quiet:
-            _print_result(human, result, specs, top_value, dry_run, verbose)
-    engine.wait()
-    if verbose and not quiet and engine.model_loaded:
-        weights = getattr(engine.scorer, "weights_path", None)
-        errors.print(f"model: {weights or 'untrained/in-memory'} on {engine.device}")
+            _print_result(human, result, settings, dry_run, verbose)
+    cropper.wait()
+    if verbose and not quiet and cropper.model_loaded:
+        weights = getattr(cropper.scorer, "weights_path", None)
+        human.print(f"model: {weights or 'in-memory'} on {cropper.device}")
     if json_out:
         sys.stdout.write(json.dumps({"results": documents, "failed": failed, "dry_run": dry_run}, indent=2) + "\n")
         sys.stdout.flush()
     if failed:
         if not quiet and len(images) > 1:
-            errors.print(f"{failed} of {len(images)} photos failed")
-        raise typer.Exit(EXIT_SOME_FAILED)
-
-
-def _console(stderr: bool) -> Any:
-    """A rich console; when not writing to a terminal, wide enough that paths are never cut."""
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    wide = None if stream.isatty() else 400
-    return Console(stderr=stderr, highlight=False, width=wide)
+            console(stderr=True).print(f"{failed} of {len(images)} photos failed")
+        raise typer.Exit(exit_codes.EXIT_SOME_FAILED)
 
 
 def _prepare_out_dir(out_dir: Path) -> None:
-    """Create ``--out`` and check that files can be created in it (raises InputError)."""
+    """Create the output folder and check that files can be created in it (one line and exit 2 if not)."""
     if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir}: --out is a file, not a directory")
+        raise OutputError(out_dir, "is a file, not a folder")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise InputError(f"{out_dir}: cannot create output directory: {err.strerror or err}") from None
+        raise OutputError.from_os_error(out_dir, err, "cannot create the folder") from err
     if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise InputError(f"{out_dir}: output directory is not writable")
+        raise OutputError(out_dir, "the folder is not writable")
 
 
-def _print_result(console: Any, result: Any, specs: list[Any], top: int, dry_run: bool, verbose: bool) -> None:
+def _photo_path(text: str) -> Path:
+    path = Path(text)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a photo (use 'autocrop batch' for folders)")
+    return path
+
+
+def _read_stdin() -> Any:
+    from autocrop.io.decode import MemorySource
+
+    return MemorySource(sys.stdin.buffer.read(), label="<stdin>", stem="stdin")
+
+
+def _check_stdio(images: list[str], settings: Any, to_stdout: bool, json_out: bool, dry_run: bool) -> None:
+    """``-`` may be read once; ``--out -`` takes exactly one crop and no other stdout output."""
+    if images.count(STDIO) > 1:
+        raise UsageError("images: '-' (standard input) can be given only once")
+    if not to_stdout:
+        return
+    if json_out or dry_run:
+        raise UsageError("out '-': the crop itself goes to standard output, so json and dry_run cannot be used")
+    if len(images) != 1 or settings.top != 1 or len(settings.ratios) != 1 or settings.preview:
+        raise UsageError("out '-': writes exactly one crop (one photo, top 1, one ratio, no preview)")
+    if sys.stdout.isatty():
+        raise UsageError("out '-': standard output is a terminal; redirect it to a file or a pipe")
+
+
+def _write_stdout(result: Any, settings: Any) -> None:
+    from autocrop.io.encode import encode_bytes, output_format
+
+    if not result.crops or result.crops[0].image is None:
+        raise InputError(f"{result.source}: no crop was found")
+    data = encode_bytes(result.crops[0].image, output_format(result.format, settings.format), settings.quality)
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def _print_result(human: Any, result: Any, settings: Any, dry_run: bool, verbose: bool) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    several = len(specs) > 1
-    console.print(f"{result.source}  {result.width}x{result.height}, {result.candidates} views scored")
+    ratio_column = len(settings.ratios) > 1 or settings.ratios[0].kind != "free"
+    human.print(escape(f"{result.source}  {result.width}x{result.height}, {result.candidates} views scored"))
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("rank", justify="right")
-    if several or specs[0].kind != "free":
+    if ratio_column:
         table.add_column("ratio")
     table.add_column("box x1,y1,x2,y2 (px)")
     table.add_column("size", justify="right")
     table.add_column("score", justify="right")
     table.add_column("would write" if dry_run else "file", overflow="fold")
     for crop in result.crops:
-        row = [str(crop.rank)]
-        if several or specs[0].kind != "free":
-            row.append(crop.ratio)
-        row += [",".join(str(v) for v in crop.box), f"{crop.width}x{crop.height}", f"{crop.score:.3f}",
-                str(crop.path) if crop.path is not None else "-"]
+        row = [str(crop.rank)] + ([crop.ratio] if ratio_column else [])
+        target = str(crop.path) if crop.path is not None else "-"
+        if dry_run and crop.exists:
+            target += "  (exists)"
+        row += [",".join(str(v) for v in crop.box), f"{crop.width}x{crop.height}", f"{crop.score:.3f}", escape(target)]
         table.add_row(*row)
-    console.print(table)
-    for spec in specs:
+    human.print(table)
+    for spec in settings.ratios:
         found = sum(1 for crop in result.crops if crop.ratio == spec.label)
-        if found < top:
-            console.print(f"note: only {found} distinct {spec.label} crop(s) fit this photo (asked for {top})")
+        if found < settings.top:
+            human.print(f"note: only {found} distinct {spec.label} crop(s) fit this photo (asked for {settings.top})")
     if result.preview is not None:
-        console.print(f"preview: {result.preview}")
+        human.print(escape(f"preview: {result.preview}"))
     if verbose:
-        parts = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items())
-        console.print(f"timings: {parts}")
+        human.print("timings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))
 
 
 def register(app: typer.Typer) -> None:
     """Add ``autocrop crop`` to the app."""
-    app.command("crop", no_args_is_help=True)(crop_command)
+    app.command("crop", no_args_is_help=True, epilog=EPILOG)(crop_command)
+

@@ -12,12 +12,15 @@ import platform
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
+from autocrop.commands.config import device_problem
+from autocrop.commands.exit_codes import EXIT_PROBLEM
+from autocrop.errors import AutocropError
+
 PROBLEM_MARK = "\0"  # prefix of a row value shown in red
-CONFIG_PATH_NAMES = ("config_path", "config_file", "default_config_path", "CONFIG_PATH", "CONFIG_FILE")
 
 
 def _distribution_version(name: str) -> str | None:
@@ -40,7 +43,6 @@ def _torch_section(report: dict[str, Any], problems: list[str]) -> Any:
         return None
     report["torch"] = torch.__version__
     from autocrop import ops
-    from autocrop.errors import AutocropError
 
     available, detail = ops.compiled_status()
     try:
@@ -68,7 +70,6 @@ def _torch_section(report: dict[str, Any], problems: list[str]) -> Any:
 
 def _model_section(model: Path | None, problems: list[str]) -> dict[str, Any]:
     """Load the model (``None``: the packaged default) and describe it, or say why it cannot be used."""
-    from autocrop.errors import AutocropError
     from autocrop.model import weights as weight_files
 
     path = model.expanduser() if model is not None else weight_files.PACKAGED_WEIGHTS
@@ -107,31 +108,21 @@ def _model_section(model: Path | None, problems: list[str]) -> dict[str, Any]:
     return entry
 
 
-def _config_section(problems: list[str]) -> dict[str, Any] | None:
-    """The user config (path, whether it exists, the model/device it sets) when ``autocrop.config`` exists."""
-    try:
-        from autocrop import config as config_module
-    except ImportError:
-        return None
-    from autocrop.errors import AutocropError
+def _config_section(problems: list[str]) -> dict[str, Any]:
+    """The user config: its path, whether it exists, the model/device it sets (a broken file is a problem)."""
+    from autocrop.commands.config_file import config_path, load_config
 
-    try:
-        path = Path(config_module.config_path())
-    except (AttributeError, OSError) as err:
-        return {"path": None, "exists": False, "message": f"config path unknown ({err})"}
+    path = config_path()
     entry: dict[str, Any] = {"path": str(path), "exists": path.is_file()}
     try:
-        config = config_module.load_config()
+        config = load_config()
     except AutocropError as err:
         entry["message"] = str(err)
         problems.append(str(err))
         return entry
-    except AttributeError:  # an autocrop.config without load_config: the path is all we can say
-        return entry
     for key in ("model", "device"):
-        if key in config.values:
-            entry[key] = config.values[key]
-            entry[f"{key}_source"] = config.sources.get(key)
+        entry[key] = config.values[key]
+        entry[f"{key}_source"] = config.sources[key]
     return entry
 
 
@@ -163,14 +154,14 @@ def collect(model: Path | None = None) -> dict[str, Any]:
     }
     torch = _torch_section(report, problems)
     report["config"] = _config_section(problems)
-    configured = (report["config"] or {}).get("model") or None
+    configured = report["config"].get("model") or None
     if torch is not None:
         report["model"] = _model_section(model or (Path(configured) if configured else None), problems)
         if model is None and configured:
             report["model"]["from_config"] = True
-        wanted = str((report["config"] or {}).get("device") or "cpu")
-        if wanted.startswith("cuda") and not report["device"]["cuda_available"]:
-            problems.append(f"configured device {wanted!r} but CUDA is not available to torch")
+        problem = device_problem(report["config"].get("device") or "cpu")
+        if problem:
+            problems.append(f"configured {problem}")
     else:
         report["model"] = {"status": "error", "message": "torch is not importable"}
     report["data"] = _data_section()
@@ -213,21 +204,19 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     else:
         rows.append(("model", PROBLEM_MARK + model.get("message", "unavailable")))
     config = report["config"]
-    if config is None:
-        rows.append(("config file", "autocrop.config not installed"))
-    else:
-        text = (config["path"] or "?") + ("" if config["exists"] else "  (not created)")
-        rows.append(("config file", (PROBLEM_MARK if config.get("message") else "") + text
-                     + (f"  {config['message']}" if config.get("message") else "")))
-        if config.get("device"):
-            rows.append(("configured device", f"{config['device']}  (from {config.get('device_source')})"))
+    text = config["path"] + ("" if config["exists"] else "  (not created)")
+    rows.append(("config file", (PROBLEM_MARK if config.get("message") else "") + text
+                 + (f"  {config['message']}" if config.get("message") else "")))
+    if config.get("device"):
+        rows.append(("configured device", f"{config['device']}  (from {config['device_source']})"))
     present = ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in data["present"].items())
     rows.append(("data dir", f"{data['root']}  ({present})"))
     return rows
 
 
 def doctor(
-    model: Annotated[Optional[Path], typer.Option(help="Check this model file instead of the packaged default.")] = None,
+    model: Annotated[Path | None, typer.Option("--model", metavar="FILE", show_default=False,
+                                               help="Check this model file instead of the configured or packaged one.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Show versions, the op backend, the device and the model in use; exit 1 if something is broken."""
@@ -254,9 +243,9 @@ def doctor(
         if report["ok"]:
             console.print("[green]ok[/green]")
     if not report["ok"]:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_PROBLEM)
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``doctor`` verb to the CLI."""
-    app.command("doctor")(doctor)
+    app.command("doctor", epilog="Example: autocrop doctor --json (the report as JSON on stdout)")(doctor)

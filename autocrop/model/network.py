@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -25,6 +26,22 @@ STAGE_ENDS = (7, 14, 18)
 STAGE_CHANNELS = (32, 96, 320)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def pixels_to_tensor(pixels: np.ndarray) -> Tensor:
+    """uint8 RGB pixels [h, w, 3] -> float32 [1, 3, h, w] with values in 0..1 (a copy; channels-last strides)."""
+    return torch.from_numpy(np.array(pixels, dtype=np.uint8, copy=True)).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+
+
+def normalize_image(image: Tensor) -> Tensor:
+    """ImageNet normalisation: RGB images [B, 3, H, W] with values in 0..1 -> (image - mean) / std per channel.
+
+    The one copy used by inference (:func:`autocrop.model.scorer.to_input_tensor`) and training; the
+    result keeps the input's dtype, device and memory layout.
+    """
+    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    return (image - mean) / std
 
 
 @dataclass
@@ -116,7 +133,9 @@ class ViewRankingNet(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.features = MobileNetV2().features[: STAGE_ENDS[-1]]  # features.18 (1280 ch) is not used
+        features = MobileNetV2().features[: STAGE_ENDS[-1]]  # features.18 (1280 ch) is not used
+        assert isinstance(features, nn.Sequential)
+        self.features: nn.Sequential = features
         agg_ch = sum(STAGE_CHANNELS)
         self.splitter = FeatureSplitter(agg_ch) if config.splitter else None
         if config.splitter:
@@ -149,7 +168,7 @@ class ViewRankingNet(nn.Module):
             layer_maps.append(x)
         f8, f16, f32 = (layer_maps[end - 1] for end in STAGE_ENDS)
         size = f16.shape[-2:]
-        f8 = F.adaptive_avg_pool2d(f8, size) if f8.shape[-2:] != size else f8
+        f8 = F.adaptive_avg_pool2d(f8, (int(size[0]), int(size[1]))) if f8.shape[-2:] != size else f8
         f32 = F.interpolate(f32, size=size, mode="bilinear", align_corners=False)
         return torch.cat([f8, f16, f32], dim=1), layer_maps
 

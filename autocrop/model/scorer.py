@@ -1,15 +1,14 @@
-"""``ViewScorer``: the inference wrapper every command uses to score crops of one image."""
+"""``ViewScorer``: the inference wrapper every command uses to score crops of one image, and :func:`load_scorer`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from autocrop.errors import ModelError
 from autocrop.model.config import ModelConfig
-from autocrop.model.weights import PACKAGED_WEIGHTS, TRAINING_ONLY_PREFIXES, load_weights
 
 if TYPE_CHECKING:
     import torch
@@ -25,21 +24,18 @@ def input_size(width: int, height: int, config: ModelConfig) -> tuple[int, int]:
     return max(32, round(width * scale)), max(32, round(height * scale))
 
 
-def to_input_tensor(image: "Image.Image", config: ModelConfig) -> tuple["torch.Tensor", float, float]:
-    """Resize + normalise a PIL RGB image -> ([1, 3, h, w] float32, scale_x, scale_y) (input px per image px)."""
-    import torch
-    from PIL import Image
+def to_input_tensor(image: Image.Image, config: ModelConfig) -> tuple[torch.Tensor, float, float]:
+    """Resize + normalise a PIL RGB image -> ([1, 3, h, w] float32 contiguous, scale_x, scale_y).
 
-    from autocrop.model.network import IMAGENET_MEAN, IMAGENET_STD
+    Scales are input pixels per image pixel.
+    """
+    from autocrop.model.network import normalize_image, pixels_to_tensor
 
     pixels, sx, sy = resize_for_model(image, config)
-    array = pixels.astype(np.float32) / 255.0
-    array = (array - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
-    tensor = torch.from_numpy(array.transpose(2, 0, 1).copy()).unsqueeze(0)
-    return tensor, sx, sy
+    return normalize_image(pixels_to_tensor(pixels)).contiguous(), sx, sy
 
 
-def resize_for_model(image: "Image.Image", config: ModelConfig) -> tuple[np.ndarray, float, float]:
+def resize_for_model(image: Image.Image, config: ModelConfig) -> tuple[np.ndarray, float, float]:
     """A PIL image resized to the network input -> (uint8 [h, w, 3], scale_x, scale_y) (input px per image px).
 
     The one resize used by inference and training alike, so a model sees the same pixels in both.
@@ -54,10 +50,15 @@ def resize_for_model(image: "Image.Image", config: ModelConfig) -> tuple[np.ndar
 
 
 class ViewScorer:
-    """A loaded ranking model. ``score(image, boxes)`` -> one float per box, higher is better."""
+    """A loaded ranking model. ``score(image, boxes)`` -> one float per box, higher is better.
+
+    net: the network (put in eval mode, moved to ``device``, BatchNorm folded into its convolutions).
+    card: the model card (dict). weights_path: the file it was loaded from (None for built models).
+    device: a torch device text (``cpu``, ``cuda``, ``cuda:1``, ``mps``), already checked.
+    """
 
     def __init__(
-        self, net: "ViewRankingNet", card: dict, weights_path: Path | None = None, device: str = "cpu"
+        self, net: ViewRankingNet, card: dict[str, Any], weights_path: Path | None = None, device: str = "cpu"
     ) -> None:
         from autocrop.model.fuse import fold_batchnorm
 
@@ -73,10 +74,11 @@ class ViewScorer:
 
     @property
     def input_short_side(self) -> int:
+        """Short side (pixels) of the network input; photos are decoded to at least this."""
         return self.config.input_short_side
 
     @classmethod
-    def untrained(cls, seed: int = 0, config: ModelConfig | None = None) -> "ViewScorer":
+    def untrained(cls, seed: int = 0, config: ModelConfig | None = None) -> ViewScorer:
         """Randomly initialised model (for tests only: its scores mean nothing)."""
         import torch
 
@@ -86,7 +88,7 @@ class ViewScorer:
         net = ViewRankingNet(config or ModelConfig())
         return cls(net, {"name": "untrained", "training_images": []})
 
-    def score(self, image: "Image.Image", boxes: np.ndarray | list) -> np.ndarray:
+    def score(self, image: Image.Image, boxes: np.ndarray | list[Any]) -> np.ndarray:
         """Scores float32 [N] for ``boxes`` [N, 4] (``x1 y1 x2 y2`` pixels of ``image``), one forward pass."""
         import torch
 
@@ -100,22 +102,24 @@ class ViewScorer:
         return scores.float().cpu().numpy()
 
 
-def load_scorer(path: str | Path | None = None, device: str = "cpu") -> ViewScorer:
-    """Load a model file (``None``: the packaged default) with its card; no network access.
+def load_scorer(model: str | Path | None = None, device: str = "cpu") -> ViewScorer:
+    """Load a model file (``None`` or ``""``: the packaged default) with its card, on ``device``; no network access.
 
-    Raises :class:`ModelError` (one line) when the file is missing, damaged, or does not match its card.
+    device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (see :func:`autocrop.model.resolve.resolve_device`).
+    Raises :class:`ModelError` (one line) when the file is missing, damaged, or does not match its card,
+    and :class:`~autocrop.errors.UsageError` (one line) for a device this torch or machine cannot use.
     """
     from autocrop.model.network import ViewRankingNet
+    from autocrop.model.resolve import resolve_device, resolve_weights
+    from autocrop.model.weights import load_state_checked, load_weights
 
-    weights = Path(path).expanduser() if path is not None else PACKAGED_WEIGHTS
-    if path is None and not weights.is_file():
-        raise ModelError(f"{weights}: the packaged default model is missing (reinstall autocrop-views or pass --model)")
+    weights = resolve_weights(model)
+    target = resolve_device(device)
     tensors, config, card = load_weights(weights)
     net = ViewRankingNet(config)
-    result = net.load_state_dict(tensors, strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith(TRAINING_ONLY_PREFIXES) and not k.endswith("num_batches_tracked")]
-    if missing or result.unexpected_keys:
-        raise ModelError(
-            f"{weights}: weights do not match the model config (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})"
-        )
-    return ViewScorer(net, card, weights_path=weights, device=device)
+    load_state_checked(net, tensors, weights)
+    try:
+        return ViewScorer(net, card, weights_path=weights, device=target)
+    except RuntimeError as err:  # e.g. the GPU is out of memory or busy
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ModelError(f"{weights}: cannot put the model on {target} ({detail})") from None

@@ -1,21 +1,43 @@
-"""Weight files: safetensors (never pickle) + a JSON model card beside them, tied by sha256."""
+"""Weight files: safetensors (never pickle) + a JSON model card beside them, tied by sha256.
+
+The config of a model travels in the safetensors metadata (``{"format": "pt", "config": <json>}``),
+and again in its card. Reading the metadata uses safetensors' own ``safe_open(...).metadata()``
+with the numpy framework, so it needs neither torch nor a hand-written header parser.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from autocrop.errors import ModelError
+from autocrop.model.card import card_path_for, read_card, write_card
 from autocrop.model.config import ModelConfig
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 TRAINING_ONLY_PREFIXES = ("image_learner.", "pair_classifier.")
 PACKAGED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "default.safetensors"
 
+__all__ = [
+    "PACKAGED_WEIGHTS",
+    "TRAINING_ONLY_PREFIXES",
+    "card_path_for",
+    "load_state_checked",
+    "load_weights",
+    "read_metadata",
+    "save_weights",
+    "sha256_of",
+]
 
-def sha256_of(path: Path) -> str:
+
+def sha256_of(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -23,29 +45,45 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def card_path_for(weights: Path) -> Path:
-    return weights.with_suffix(".json")
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file (``{}`` when it has none); torch is not imported.
 
+    Raises :class:`ModelError` (one line) when the file is not a safetensors file.
+    """
+    from safetensors import SafetensorError, safe_open
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; model files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with safe_open(str(path), framework="numpy") as handle:
+            return dict(handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelError(f"{path}: not a valid safetensors model file ({err})") from None
 
 
-def save_weights(path: str | Path, state_dict: dict, config: ModelConfig, card: dict, inference_only: bool = True) -> dict:
+def config_of(metadata: Mapping[str, str], card: Mapping[str, Any]) -> ModelConfig:
+    """The model config stored in the weights metadata, else the card's, else the defaults.
+
+    Raises ``ValueError`` / ``TypeError`` for a config that is not valid JSON or has unknown keys.
+    """
+    text = metadata.get("config")
+    data = json.loads(text) if text else dict(card.get("config") or {})
+    if not isinstance(data, dict):
+        raise ValueError("config is not a JSON object")
+    return ModelConfig.from_dict(data)
+
+
+def save_weights(
+    path: str | Path, state_dict: Mapping[str, torch.Tensor], config: ModelConfig, card: dict[str, Any],
+    inference_only: bool = True,
+) -> dict[str, Any]:
     """Write ``path`` (.safetensors) and its card (.json) atomically; returns the card with sha256 filled in.
 
-    ``inference_only`` drops the training-only heads (image-wise learner, pair classifier).
+    Only floating-point tensors are stored (float32); ``inference_only`` drops the training-only heads
+    (image-wise learner, pair classifier). The card gets ``config``, ``weights_file``, ``sha256`` and
+    ``size_bytes`` (bytes of the weights file).
     """
     from safetensors.torch import save
+
+    from autocrop.io.fs import atomic_write_bytes
 
     path = Path(path)
     tensors = {
@@ -54,17 +92,18 @@ def save_weights(path: str | Path, state_dict: dict, config: ModelConfig, card: 
         if not (inference_only and k.startswith(TRAINING_ONLY_PREFIXES)) and v.is_floating_point()
     }
     data = save(tensors, metadata={"format": "pt", "config": config.to_json()})
-    _atomic_write_bytes(path, data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, data, overwrite=True)
     card = dict(card)
     card["config"] = json.loads(config.to_json())
     card["weights_file"] = path.name
     card["sha256"] = hashlib.sha256(data).hexdigest()
     card["size_bytes"] = len(data)
-    _atomic_write_bytes(card_path_for(path), (json.dumps(card, indent=1, sort_keys=False) + "\n").encode())
+    write_card(path, card)
     return card
 
 
-def load_weights(path: str | Path, verify: bool = True) -> tuple[dict, ModelConfig, dict]:
+def load_weights(path: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], ModelConfig, dict[str, Any]]:
     """Read (tensors, config, card) from ``path``; one-line :class:`ModelError` on any problem.
 
     When the card exists its sha256 must match the file (``verify``); a file without a card is accepted
@@ -76,35 +115,45 @@ def load_weights(path: str | Path, verify: bool = True) -> tuple[dict, ModelConf
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
-    card_file = card_path_for(path)
-    card: dict = {}
-    if card_file.is_file():
-        try:
-            card = json.loads(card_file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ModelError(f"{card_file}: model card is not valid JSON ({err})") from None
+    card = read_card(path)
     data = path.read_bytes()
     if verify and card.get("sha256") and hashlib.sha256(data).hexdigest() != card["sha256"]:
-        raise ModelError(f"{path}: sha256 does not match its model card {card_file.name} (damaged or replaced file)")
+        raise ModelError(
+            f"{path}: sha256 does not match its model card {card_path_for(path).name} (damaged or replaced file)"
+        )
+    metadata = read_metadata(path)
     try:
         tensors = load_bytes(data)
-        metadata = _read_metadata(data)
     except (SafetensorError, ValueError, OSError) as err:
         raise ModelError(f"{path}: not a valid safetensors model file ({err})") from None
     try:
-        config = ModelConfig.from_dict(json.loads(metadata.get("config") or json.dumps(card.get("config", {}))))
+        config = config_of(metadata, card)
     except (ValueError, TypeError) as err:
         raise ModelError(f"{path}: model config is invalid ({err})") from None
     card.setdefault("config", json.loads(config.to_json()))
     return tensors, config, card
 
 
-def _read_metadata(data: bytes) -> dict:
-    """The ``__metadata__`` of a safetensors byte string (header: 8-byte little-endian length + JSON)."""
-    if len(data) < 8:
-        raise ValueError("file too short")
-    header_len = int.from_bytes(data[:8], "little")
-    if header_len <= 0 or 8 + header_len > len(data):
-        raise ValueError("corrupt header")
-    header = json.loads(data[8 : 8 + header_len])
-    return header.get("__metadata__", {}) or {}
+def _training_only(key: str) -> bool:
+    return key.startswith(TRAINING_ONLY_PREFIXES) or key.endswith("num_batches_tracked")
+
+
+def load_state_checked(net: nn.Module, state: Mapping[str, torch.Tensor], source: str | Path) -> None:
+    """Load ``state`` into ``net`` (non-strict); every other mismatch is a one-line :class:`ModelError`.
+
+    Training-only heads (image-wise learner, pair classifier) may be absent from ``state`` (inference
+    files do not ship them; a fine-tune may add them fresh) or present without a place in ``net``
+    (a fine-tune may drop them). Any other missing or unexpected key, or a tensor of another shape,
+    means ``state`` was made for another model config. ``source`` names the weights in the message.
+    """
+    try:
+        result = net.load_state_dict(dict(state), strict=False)
+    except RuntimeError as err:  # tensor shapes differ: torch lists one mismatch per line
+        detail = str(err).strip().splitlines()[-1].strip()
+        raise ModelError(f"{source}: weights do not match the model config ({detail})") from None
+    missing = [k for k in result.missing_keys if not _training_only(k)]
+    unexpected = [k for k in result.unexpected_keys if not _training_only(k)]
+    if missing or unexpected:
+        raise ModelError(
+            f"{source}: weights do not match the model config (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )

@@ -1,4 +1,8 @@
-"""Augmentation on (pixels, boxes): horizontal flip, scale jitter and photometric jitter, driven by a torch Generator."""
+"""Augmentation on (pixels, boxes): horizontal flip, scale jitter and photometric jitter, driven by a torch Generator.
+
+Pixels become tensors and are ImageNet-normalised by :func:`autocrop.model.network.pixels_to_tensor` and
+:func:`autocrop.model.network.normalize_image`, the functions inference uses.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from autocrop.model.network import IMAGENET_MEAN, IMAGENET_STD
-
 
 def flip_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
     """Mirror x1 y1 x2 y2 boxes [N, 4] in an image ``width`` pixels wide."""
     out = boxes.copy()
     out[:, 0], out[:, 2] = width - boxes[:, 2], width - boxes[:, 0]
     return out
-
-
-def to_tensor(pixels: np.ndarray) -> Tensor:
-    """uint8 [h, w, 3] -> float [1, 3, h, w] in 0..1."""
-    return torch.from_numpy(np.array(pixels, dtype=np.uint8, copy=True)).permute(2, 0, 1).unsqueeze(0).float() / 255.0
-
-
-def normalize(image: Tensor) -> Tensor:
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (image - mean) / std
 
 
 def photometric_jitter(image: Tensor, generator: torch.Generator, strength: float = 0.2) -> Tensor:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from autocrop.model.weights import _atomic_write_bytes
+from autocrop.io.fs import atomic_write_bytes
 
 
 def save_checkpoint(
     path: Path,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    progress: dict,
+    progress: dict[str, Any],
     extra: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write ``path`` (.safetensors: ``model.*``, ``optim.<param>.<state>``, ``extra.*`` tensors) and ``path.json``."""
@@ -29,11 +30,14 @@ def save_checkpoint(
             tensors[f"optim.{index}.{key}"] = tensor.detach().contiguous().cpu()
     progress = dict(progress)
     progress["param_groups"] = [{k: v for k, v in g.items() if k != "params"} for g in opt_state["param_groups"]]
-    _atomic_write_bytes(path, save(tensors))
-    _atomic_write_bytes(path.with_suffix(".json"), (json.dumps(progress, indent=1) + "\n").encode())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, save(tensors), overwrite=True)
+    atomic_write_bytes(path.with_suffix(".json"), (json.dumps(progress, indent=1) + "\n").encode(), overwrite=True)
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+def load_checkpoint(
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Restore model and optimizer from :func:`save_checkpoint` files; returns (progress, extra tensors)."""
     from safetensors.torch import load_file
 
@@ -41,7 +45,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     progress = json.loads(path.with_suffix(".json").read_text())
     model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
     opt_state = optimizer.state_dict()
-    state: dict[int, dict] = {}
+    state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
             _, index, name = key.split(".", 2)

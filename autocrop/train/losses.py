@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-
-def standardize_mos(mos: Tensor, mean: float, std: float) -> Tensor:
-    """(MOS - mean) / std with dataset-wide statistics."""
-    return (mos - mean) / std
 
 
 class SmoothL1ScoreLoss(nn.Module):
@@ -88,8 +81,3 @@ def mos_pairs(mos: Tensor, margin: float = 0.5, max_pairs: int = 256, generator:
         pick = torch.randperm(len(i), generator=generator)[:max_pairs]
         i, j = i[pick], j[pick]
     return i, j
-
-
-def discount_sum(n: int) -> float:
-    """sum_{i=1..n} 1/ln(i+1) (used in hand-checked tests)."""
-    return sum(1.0 / math.log(i + 1) for i in range(1, n + 1))

@@ -20,8 +20,9 @@ import numpy as np
 from autocrop.candidates import grid_candidates
 from autocrop.data.fcdb import FCDBImage
 from autocrop.data.gaicd import ScoredImage
+from autocrop.geometry import box_iou
+from autocrop.io.decode import load_reduced
 from autocrop.model.config import ModelConfig
-from autocrop.imageio import load_reduced
 from autocrop.model.scorer import resize_for_model
 
 FCDB_IOU_TEMPERATURE = 0.05
@@ -64,22 +65,15 @@ def decode_resized(path: Path, config: ModelConfig) -> tuple[np.ndarray, float, 
     return pixels, sx / reduced.scale, sy / reduced.scale, (full_w, full_h)
 
 
-def box_iou(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """IoU of boxes [N, 4] with one box [4] (x1 y1 x2 y2) -> [N]."""
-    ix = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
-    iy = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
-    inter = ix * iy
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / (area + (box[2] - box[0]) * (box[3] - box[1]) - inter)
-
-
 def gaicd_sample(image: ScoredImage, config: ModelConfig) -> TrainSample:
+    """A GAICD image decoded at the network input size, its annotated crops scaled to input pixels, MOS as labels."""
     pixels, sx, sy, size = decode_resized(image.path, config)
     scale = np.asarray([sx, sy, sx, sy], np.float32)
     return TrainSample("gaicd", image.name, pixels, image.boxes * scale, mos=image.scores.copy(), original_size=size)
 
 
 def fcdb_sample(image: FCDBImage, config: ModelConfig) -> TrainSample:
+    """An FCDB image at the network input size: grid candidates + the annotated crop (last), IoU targets, voted pairs."""
     pixels, sx, sy, size = decode_resized(image.path, config)
     scale = np.asarray([sx, sy, sx, sy], np.float32)
     h, w = pixels.shape[:2]
@@ -96,7 +90,7 @@ def fcdb_sample(image: FCDBImage, config: ModelConfig) -> TrainSample:
         image.name,
         pixels,
         boxes,
-        iou_target=box_iou(boxes, best).astype(np.float32),
+        iou_target=box_iou(boxes, best[None])[:, 0].astype(np.float32),  # [N]: IoU with the best crop
         pair_a=np.clip(pair_a, 0, clip).astype(np.float32),
         pair_b=np.clip(pair_b, 0, clip).astype(np.float32),
         pair_q=pair_q,

@@ -7,19 +7,21 @@ at the inference cost of one model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from autocrop.errors import ModelError
+from autocrop.model.card import FILE_FIELDS, RUN_FIELDS, merged_training_images, stamped, without_fields
 from autocrop.model.weights import load_weights, save_weights
-from autocrop.train.datasets import unique_images
 
 
-def average_model_files(paths: list[str | Path], out: str | Path) -> dict:
+def average_model_files(paths: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
     """Average the weights of ``paths`` (same config and tensors) into ``out``; returns the new card.
 
-    The card is the first member's, with ``averaged_from`` (each member's file, sha256, seed and
-    validation figures) and ``training_images`` the union over members. Per-member fields that no
-    longer describe the average (validation, history) are dropped.
+    The card is the first member's, stamped with this version and time, with ``averaged_from`` (each
+    member's file, sha256, seed and validation figures) and ``training_images`` the union over members.
+    Per-member fields that no longer describe the average (validation, history, file identity) are dropped.
     """
     if len(paths) < 2:
         raise ModelError("averaging needs at least two model files")
@@ -29,9 +31,8 @@ def average_model_files(paths: list[str | Path], out: str | Path) -> dict:
         if config != config0 or tensors.keys() != tensors0.keys():
             raise ModelError(f"{path}: model config or tensors differ from {paths[0]}; only like models can be averaged")
     averaged = {key: sum(t[key] for t, _, _ in members) / len(members) for key in tensors0}
-    training_images = unique_images([item for _, _, card in members for item in card.get("training_images", [])])
-    card = {k: v for k, v in card0.items() if k not in ("validation", "history", "best_epoch", "sha256", "size_bytes")}
-    card["training_images"] = training_images
+    card = stamped(without_fields(card0, RUN_FIELDS + FILE_FIELDS))
+    card["training_images"] = merged_training_images(c for _, _, c in members)
     card["averaged_from"] = [
         {"file": str(Path(p).name), "sha256": c.get("sha256"), "seed": (c.get("recipe") or {}).get("seed"),
          "validation": c.get("validation")}

@@ -9,46 +9,25 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from autocrop.model.config import ModelConfig
-from autocrop.model.network import ViewRankingNet
-from autocrop.model.weights import save_weights
+from autocrop.model.network import PairwiseRankClassifier, ViewRankingNet, normalize_image, pixels_to_tensor
+from autocrop.model.weights import load_state_checked, save_weights
 from autocrop.train import losses as L
-from autocrop.train.augment import flip_boxes, normalize, photometric_jitter, random_rescale, to_tensor
+from autocrop.train.augment import flip_boxes, photometric_jitter, random_rescale
 from autocrop.train.checkpoint import load_checkpoint, save_checkpoint
+from autocrop.train.recipe import Recipe
 from autocrop.train.samples import FCDB_IOU_TEMPERATURE, TrainSample
 from autocrop.train.validate import validate
 
-
-@dataclass
-class Recipe:
-    """Optimisation settings (saved in the model card)."""
-
-    epochs: int = 8
-    backbone_lr: float = 1e-4
-    head_lr: float = 5e-4
-    weight_decay: float = 1e-4
-    crops_per_image: int = 64
-    gaicd_repeat: int = 3
-    lambda_rank_gain: float = 3.0
-    lambda_listwise: float = 1.0
-    listwise_temperature: float = 0.5
-    lambda_pair: float = 1.0
-    lambda_consistency: float = 1.0
-    consistency_pairs: int = 64
-    flip: bool = True
-    jitter: float = 0.2
-    scale_jitter: float = 0.0  # resize each training image by a random factor in [1 - s, 1 + s]
-    seed: int = 0
-    select_metric: str = "auto"
-    swa_start: int | None = None  # average the weights of epochs >= swa_start (0-based); None: no averaging
-    fcdb_per_epoch: int | None = None  # FCDB images (annotated or teacher-labelled) drawn per epoch; None: all
+__all__ = ["EpochStats", "Recipe", "Trainer"]
 
 
 @dataclass
@@ -80,26 +59,16 @@ class Trainer:
         val_samples: list[TrainSample],
         out: Path,
         init_features: torch.nn.Sequential | None = None,
-        init_state: dict | None = None,
+        init_state: dict[str, torch.Tensor] | None = None,
+        init_name: str = "initial model",
     ) -> None:
         self.config, self.recipe, self.out = config, recipe, Path(out)
         self.train_samples, self.val_samples = train_samples, val_samples
         torch.manual_seed(recipe.seed)
         self.net = ViewRankingNet(config)
         if init_state is not None:
-            from autocrop.errors import ModelError
-            from autocrop.model.weights import TRAINING_ONLY_PREFIXES
-
-            try:
-                result = self.net.load_state_dict(init_state, strict=False)
-            except RuntimeError as err:  # tensor shapes differ: another head layout
-                detail = str(err).splitlines()[-1].strip()  # torch lists one mismatch per line
-                raise ModelError(f"initial model does not match the config ({detail})") from None
             # training-only heads may be added (fresh) or dropped (e.g. --no-pairwise from a pairwise model)
-            missing = [k for k in result.missing_keys if not k.startswith(TRAINING_ONLY_PREFIXES)]
-            unexpected = [k for k in result.unexpected_keys if not k.startswith(TRAINING_ONLY_PREFIXES)]
-            if missing or unexpected:
-                raise ModelError(f"initial model does not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+            load_state_checked(self.net, init_state, init_name)
         elif init_features is not None:
             from autocrop.model.network import load_backbone_weights
 
@@ -123,7 +92,7 @@ class Trainer:
         self.consistency = L.RankConsistencyLoss()
         self.swa_state: dict[str, torch.Tensor] | None = None
         self.swa_count = 0
-        self.history: list[dict] = []
+        self.history: list[dict[str, Any]] = []
         self.best_score = -math.inf
         self.start_epoch = 0
 
@@ -152,7 +121,16 @@ class Trainer:
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.eval()
 
+    @property
+    def _pair_classifier(self) -> PairwiseRankClassifier:
+        """The pair classifier head (only called when ``config.pairwise``)."""
+        classifier = self.net.pair_classifier
+        if classifier is None:
+            raise RuntimeError("the model has no pair classifier (config.pairwise is off)")
+        return classifier
+
     def _loss(self, sample: TrainSample, generator: torch.Generator) -> torch.Tensor:
+        """The training loss (scalar) of one augmented image: GAICD (MOS) or FCDB (IoU targets + voted pairs)."""
         r, cfg = self.recipe, self.config
         pixels, boxes = sample.pixels, sample.boxes
         pair_a, pair_b = sample.pair_a, sample.pair_b
@@ -160,13 +138,13 @@ class Trainer:
             width = pixels.shape[1]
             pixels = pixels[:, ::-1]
             boxes, pair_a, pair_b = flip_boxes(boxes, width), flip_boxes(pair_a, width), flip_boxes(pair_b, width)
-        image = to_tensor(pixels)
+        image = pixels_to_tensor(pixels)
         if r.scale_jitter > 0:
             image, box_scale = random_rescale(image, generator, r.scale_jitter)
             boxes, pair_a, pair_b = boxes * box_scale, pair_a * box_scale, pair_b * box_scale
         if r.jitter > 0:
             image = photometric_jitter(image, generator, r.jitter)
-        image = normalize(image)
+        image = normalize_image(image)
 
         if sample.mos is not None:
             count = min(r.crops_per_image, len(boxes))
@@ -187,7 +165,7 @@ class Trainer:
                 if len(i):
                     swap = torch.rand(len(i), generator=generator) < 0.5
                     a, b = torch.where(swap, j, i), torch.where(swap, i, j)
-                    logits = self.net.pair_classifier(out.embeddings[a], out.embeddings[b])
+                    logits = self._pair_classifier(out.embeddings[a], out.embeddings[b])
                     loss = loss + r.lambda_pair * self.pair_bce(logits, (~swap).float())
             return loss
 
@@ -208,11 +186,11 @@ class Trainer:
             loss = loss + self.pair_bce(s_a - s_b, q)
             if cfg.pairwise:
                 e_a, e_b = out.embeddings[n_cand : n_cand + n_pairs], out.embeddings[n_cand + n_pairs :]
-                loss = loss + r.lambda_pair * self.pair_bce(self.net.pair_classifier(e_a, e_b), q)
+                loss = loss + r.lambda_pair * self.pair_bce(self._pair_classifier(e_a, e_b), q)
         if cfg.pairwise and r.lambda_consistency > 0:
             i = torch.randint(0, n_cand, (r.consistency_pairs,), generator=generator)
             j = torch.randint(0, n_cand, (r.consistency_pairs,), generator=generator)
-            p = torch.sigmoid(self.net.pair_classifier(out.embeddings[i], out.embeddings[j]))
+            p = torch.sigmoid(self._pair_classifier(out.embeddings[i], out.embeddings[j]))
             loss = loss + r.lambda_consistency * self.consistency(scores[i], scores[j], p)
         return loss
 
@@ -255,11 +233,11 @@ class Trainer:
         seconds = time.perf_counter() - start
         return EpochStats(epoch, total / max(1, len(order)), seconds, len(order) / max(seconds, 1e-9))
 
-    def fit(self, card: dict, on_step: Callable[[int, int, float], None] | None = None,
-            on_epoch: Callable[[EpochStats], None] | None = None) -> dict:
+    def fit(self, card: dict[str, Any], on_step: Callable[[int, int, float], None] | None = None,
+            on_epoch: Callable[[EpochStats], None] | None = None) -> dict[str, Any]:
         """Train the remaining epochs; returns the card of the best model (``out/best.safetensors``)."""
         self.out.mkdir(parents=True, exist_ok=True)
-        best_card: dict = {}
+        best_card: dict[str, Any] = {}
         for epoch in range(self.start_epoch, self.recipe.epochs):
             stats = self.train_epoch(epoch, on_step)
             self._update_swa(epoch)
@@ -304,7 +282,7 @@ class Trainer:
             else:
                 self.swa_state[key] = value
 
-    def evaluation_model(self) -> torch.nn.Module:
+    def evaluation_model(self) -> ViewRankingNet:
         """The network whose weights are validated and saved: the weight average once it exists."""
         if self.swa_state is None:
             return self.net
@@ -312,7 +290,8 @@ class Trainer:
         model.load_state_dict(self.swa_state)
         return model
 
-    def _save_model(self, path: Path, card: dict, stats: EpochStats, model: torch.nn.Module) -> dict:
+    def _save_model(self, path: Path, card: dict[str, Any], stats: EpochStats, model: torch.nn.Module) -> dict[str, Any]:
+        """Write ``model`` to ``path`` with ``card`` + this run's recipe, validation, history and MOS standardisation."""
         card = dict(card)
         card.update(
             recipe=asdict(self.recipe),

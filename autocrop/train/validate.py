@@ -1,5 +1,5 @@
 """Validation during training: GAICD-style ranking metrics and FCDB-style top-1 IoU / displacement
-(of the refined best view, as the engine writes it).
+(of the refined best view, refined as :class:`autocrop.cropper.Cropper` refines it).
 
 The metric definitions are those of :mod:`autocrop.bench.metrics` (the benchmark uses the same code).
 """
@@ -9,20 +9,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from autocrop.train.augment import normalize, to_tensor
+from autocrop.model.network import ViewRankingNet, normalize_image, pixels_to_tensor
 from autocrop.train.samples import TrainSample
 
 
 @torch.inference_mode()
-def predict(net: torch.nn.Module, sample: TrainSample, flip_tta: bool | None = None) -> np.ndarray:
-    """Scores [N] of ``sample.boxes`` with the network in eval mode (flip averaging: the model's config unless given)."""
-    return net.predict(normalize(to_tensor(sample.pixels)), torch.from_numpy(sample.boxes), flip_tta).numpy()
+def predict(net: ViewRankingNet, sample: TrainSample, flip_tta: bool | None = None) -> np.ndarray:
+    """Scores float32 [N] of ``sample.boxes`` (the network as it is; flip averaging: the model's config unless given)."""
+    return net.predict(normalize_image(pixels_to_tensor(sample.pixels)), torch.from_numpy(sample.boxes), flip_tta).numpy()
 
 
-def validate(net: torch.nn.Module, samples: list[TrainSample]) -> dict[str, float]:
-    """Metrics over ``samples`` (GAICD ones -> acc/srcc/pcc, FCDB ones -> iou/disp)."""
+def validate(net: ViewRankingNet, samples: list[TrainSample]) -> dict[str, float]:
+    """Metrics over ``samples`` in eval mode (GAICD ones -> acc/srcc/pcc in %/[-1, 1], FCDB ones -> iou/disp)."""
     from autocrop.bench.metrics import box_metrics, gaicd_metrics
-    from autocrop.candidates import refine_boxes
+    from autocrop.select import refine_boxes
 
     was_training = net.training
     net.eval()
@@ -40,7 +40,7 @@ def validate(net: torch.nn.Module, samples: list[TrainSample]) -> dict[str, floa
             h, w = sample.pixels.shape[:2]
             candidates = sample.boxes[:-1]  # the last box is the ground truth itself, not a candidate
             top1 = np.array([int(np.argmax(scores[:-1]))])
-            chosen.append(refine_boxes(candidates, scores[:-1], top1)[0])  # as the engine does
+            chosen.append(refine_boxes(candidates, scores[:-1], top1)[0])  # as the Cropper does
             truths.append(sample.boxes[-1:])
             sizes.append((float(w), float(h)))
     net.train(was_training)

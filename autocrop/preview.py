@@ -6,16 +6,17 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, ImageFont
 
-from autocrop.imageio import to_rgb
+from autocrop.io.decode import to_rgb
 
 if TYPE_CHECKING:  # pragma: no cover
-    from autocrop.engine import CropResult
+    from autocrop.results import CropResult
 
+PREVIEW_LONG_SIDE = 1600  # pixels of the preview's longer side (never enlarged)
 # One colour per rank (rank 1 first); cycled beyond.
 RANK_COLOURS = ((255, 196, 0), (0, 200, 255), (255, 64, 160), (120, 230, 80), (255, 128, 0), (170, 120, 255))
 
 
-def draw_preview(image: Image.Image, result: CropResult, long_side: int = 1600) -> Image.Image:
+def draw_preview(image: Image.Image, result: CropResult, long_side: int = PREVIEW_LONG_SIDE) -> Image.Image:
     """RGB copy of ``image`` (any size, EXIF-oriented) scaled to at most ``long_side`` px, with every
     crop of ``result`` drawn as a rectangle labelled "<rank>" (or "<ratio> #<rank>" for several ratios).
 

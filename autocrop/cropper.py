@@ -1,0 +1,369 @@
+"""``Cropper``: the one orchestration behind ``autocrop crop``, the batch workers, the bench and users' code.
+
+    from autocrop import Cropper
+
+    cropper = Cropper()                                     # packaged model, loaded on first use
+    result = cropper.crop("photo.jpg", ratio="16:9", top=3)  # nothing written: crops carry .image
+    result = cropper.crop("photo.jpg", ratio="16:9", out="crops/")   # files in crops/
+    scores = cropper.score("photo.jpg", [[0, 0, 800, 450]])  # the model's score of your own boxes
+
+A crop flows: :meth:`decode` (EXIF-oriented, reduced size) -> :func:`autocrop.candidates.candidate_boxes`
+-> one forward pass (:meth:`score`) -> per ratio :func:`autocrop.select.select_diverse` and
+:func:`autocrop.select.final_boxes` -> a :class:`~autocrop.results.CropResult` -> optionally
+:func:`autocrop.output.plan_outputs`, :func:`~autocrop.output.check_outputs` and
+:func:`~autocrop.output.write_outputs` (and the preview).
+
+Boxes are ``x1 y1 x2 y2`` in pixels of the *EXIF-oriented* photo (as a viewer shows it), x2/y2
+exclusive. The Cropper changes no process-wide state except, when asked with ``threads=N``, torch's
+intra-op thread count; it reads no config file and no environment variable.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from autocrop import select
+from autocrop.candidates import candidate_boxes
+from autocrop.errors import UsageError
+from autocrop.geometry import clip_boxes
+from autocrop.io import decode as dec
+from autocrop.output import check_outputs, cut, mark_existing, output_size, plan_outputs, write_outputs
+from autocrop.results import Crop, CropResult
+from autocrop.settings import DEFAULT_DEVICE, CropSettings, check_device
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+PhotoInput = str | Path | bytes | bytearray | memoryview | IO[bytes] | dec.MemorySource | Any
+"""A photo: a path, encoded bytes, a binary file object, a PIL image or an [H, W(, C)] uint8 numpy array."""
+
+
+class Scorer(Protocol):
+    """What the Cropper needs from a model (see :func:`autocrop.model.load_scorer`)."""
+
+    input_short_side: int
+
+    def score(self, image: Image.Image, boxes: np.ndarray) -> np.ndarray:
+        """image: RGB PIL image; boxes float32 [N, 4] x1 y1 x2 y2 pixels of that image -> float32 [N]."""
+        ...
+
+
+class Cropper:
+    """Finds the best crops of photos with a view-ranking model; the model is loaded once, lazily.
+
+    model:   a ``.safetensors`` model file (from ``autocrop train``) or None for the packaged default.
+    device:  "cpu", "cuda", "cuda:N", "mps" or "auto" (CUDA when available).
+    threads: torch intra-op threads to set when the model loads; None leaves torch's setting alone.
+    scorer:  an already built scorer (tests, custom models); ``model``/``device`` are then unused.
+    settings / keywords: the default :class:`CropSettings` of this cropper, e.g. ``Cropper(refine=False)``.
+
+    Raises :class:`~autocrop.errors.ModelError` when the model cannot be loaded,
+    :class:`~autocrop.errors.InputError` for unusable photos, :class:`~autocrop.errors.UsageError` for
+    bad parameters and :class:`~autocrop.errors.OutputError` (with ``errno``) for files that cannot be
+    written. Scoring is serialised by a lock; decoding and writing may run in parallel threads.
+    """
+
+    def __init__(self, model: str | Path | None = None, device: str = DEFAULT_DEVICE, *,
+                 threads: int | None = None, scorer: Scorer | None = None,
+                 settings: CropSettings | None = None, **setting_values: Any) -> None:
+        self.model = Path(model).expanduser() if model else None
+        self.device = check_device(device)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise UsageError(f"threads {threads!r}: must be a whole number >= 1")
+        self.threads = threads
+        base = settings or CropSettings()
+        self.settings = base.with_(**_typed(setting_values)) if setting_values else base
+        self._scorer = scorer
+        self._load_lock = threading.Lock()
+        self._score_lock = threading.Lock()
+        self._preloader: threading.Thread | None = None
+        self._input_short_side: int | None = None
+
+    # ------------------------------------------------------------------ model
+
+    @property
+    def scorer(self) -> Scorer:
+        """The model, loaded on first use (raises :class:`~autocrop.errors.ModelError`)."""
+        if self._scorer is None:
+            with self._load_lock:
+                if self._scorer is None:
+                    from autocrop.model import load_scorer
+
+                    if self.threads is not None:
+                        import torch
+
+                        torch.set_num_threads(self.threads)
+                    self._scorer = load_scorer(self.model, device=self.device)
+        return self._scorer
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._scorer is not None
+
+    def preload(self) -> None:
+        """Start loading the model (torch import included) in a background thread.
+
+        Decoding overlaps with it (Pillow releases the GIL). Errors are not raised here; the next use
+        of the model raises them in the caller's thread.
+        """
+        if self._scorer is not None or self._preloader is not None:
+            return
+
+        def load() -> None:
+            try:
+                self.scorer  # noqa: B018 - loads and caches
+            except Exception:  # noqa: BLE001 - raised again by the next use, in the caller's thread
+                pass
+
+        self._preloader = threading.Thread(target=load, name="autocrop-model-load", daemon=True)
+        self._preloader.start()
+
+    def wait(self) -> None:
+        """Wait for a background load started by :meth:`preload` (call before the process exits)."""
+        if self._preloader is not None:
+            self._preloader.join()
+
+    @property
+    def input_short_side(self) -> int:
+        """Short side (px) the model works at; read from the weights file's metadata while it loads."""
+        if self._scorer is not None:
+            return int(self._scorer.input_short_side)
+        if self._input_short_side is None:
+            from autocrop.model import peek_input_short_side
+
+            self._input_short_side = peek_input_short_side(self.model)
+        if self._input_short_side is None:
+            return int(self.scorer.input_short_side)
+        return self._input_short_side
+
+    # ------------------------------------------------------------------ photos and scores
+
+    def decode(self, source: PhotoInput) -> dec.ReducedImage:
+        """Decode a photo for the model: EXIF-oriented, reduced (JPEG draft decoding), RGB.
+
+        Paths, bytes and file objects are decoded; a PIL image is taken as already oriented and a
+        numpy array [H, W] or [H, W, 3|4] uint8 as pixels. Raises :class:`InputError` naming the photo.
+        """
+        if isinstance(source, dec.ReducedImage):
+            return source
+        image = dec.pil_of(source)
+        if image is not None:
+            return dec.reduce_image(image, self.input_short_side, label="<image>")
+        return dec.load_reduced(dec.as_source(source), self.input_short_side)
+
+    def score(self, photo: PhotoInput, boxes: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
+        """Model scores of caller-given crops of one photo, in one forward pass -> float32 [N].
+
+        boxes: [N, 4] ``x1 y1 x2 y2`` in pixels of the EXIF-oriented full-size photo (floats allowed);
+        they may exceed the photo by at most 1 px (then clipped); x2 > x1, y2 > y1. Higher is better;
+        scores compare crops of the same photo only.
+        """
+        arr = np.asarray(boxes, dtype=np.float64)
+        if arr.size == 0:
+            return np.zeros(0, dtype=np.float32)
+        if arr.ndim == 1 and arr.size == 4:
+            arr = arr.reshape(1, 4)
+        if arr.ndim != 2 or arr.shape[1] != 4:
+            raise UsageError(f"boxes: expected shape [N, 4] (x1 y1 x2 y2), got {list(arr.shape)}")
+        decoded = self.decode(photo)
+        arr = clip_boxes(arr, decoded.info.width, decoded.info.height, f"boxes for {decoded.label}")
+        return self._score(decoded.image, (arr / decoded.scale).astype(np.float32))
+
+    def _score(self, image: Image.Image, boxes: np.ndarray) -> np.ndarray:
+        """Score ``boxes`` [N, 4] (pixels of the reduced ``image``) in one forward pass -> float32 [N]."""
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        if boxes.shape[0] == 0:
+            return np.zeros(0, dtype=np.float32)
+        scorer = self.scorer
+        with self._score_lock:
+            scores = np.asarray(scorer.score(image, boxes), dtype=np.float32).reshape(-1)
+        if scores.shape[0] != boxes.shape[0]:
+            raise RuntimeError(f"scorer returned {scores.shape[0]} scores for {boxes.shape[0]} boxes")
+        return scores
+
+    # ------------------------------------------------------------------ choosing crops
+
+    def settings_for(self, settings: CropSettings | None = None, **values: Any) -> CropSettings:
+        """``settings`` (default: this cropper's) with loose ``values`` ("16:9", "1920x1080") applied."""
+        base = settings or self.settings
+        return base.with_(**_typed(values)) if values else base
+
+    def analyze(self, photo: PhotoInput, settings: CropSettings | None = None, **values: Any) -> CropResult:
+        """Choose the ``top`` best crops per asked ratio of ``photo``; nothing is written or cut."""
+        settings = self.settings_for(settings, **values)
+        if self._preloader is None:
+            self.scorer  # noqa: B018 - load the model first, so that "decode" times decoding only
+        t0 = time.perf_counter()
+        decoded = self.decode(photo)
+        t1 = time.perf_counter()
+        result = self._analyze(decoded, settings)
+        result.timings["decode"] = t1 - t0
+        return result
+
+    def _analyze(self, decoded: dec.ReducedImage, settings: CropSettings) -> CropResult:
+        info = decoded.info
+        t0 = time.perf_counter()
+        boxes, groups = candidate_boxes(info.width, info.height, settings.ratios, decoded.label)
+        t1 = time.perf_counter()
+        scores = self._score(decoded.image, boxes.astype(np.float32) / np.float32(decoded.scale))
+        t2 = time.perf_counter()
+        crops: list[Crop] = []
+        for index, spec in enumerate(settings.ratios):
+            members = np.flatnonzero(groups == index)
+            chosen = select.select_diverse(boxes[members], scores[members], settings.top, settings.diversity)
+            final = select.final_boxes(boxes[members], scores[members], chosen, info.width, info.height,
+                                       spec.resolve(info.width, info.height), settings.refine, settings.diversity)
+            for rank, (j, box) in enumerate(zip(members[chosen], final), start=1):
+                x1, y1, x2, y2 = (int(v) for v in box)
+                crops.append(Crop(rank=rank, ratio=spec.label, box=(x1, y1, x2, y2),
+                                  box_norm=(x1 / info.width, y1 / info.height, x2 / info.width, y2 / info.height),
+                                  width=x2 - x1, height=y2 - y1, score=float(scores[j])))
+        t3 = time.perf_counter()
+        return CropResult(source=decoded.label, width=info.width, height=info.height, format=info.format,
+                          crops=tuple(crops), candidates=int(boxes.shape[0]),
+                          timings={"candidates": t1 - t0, "score": t2 - t1, "select": t3 - t2})
+
+    def crop(self, photo: PhotoInput, settings: CropSettings | None = None, *, out: str | Path | None = None,
+             write: bool | None = None, dry_run: bool = False, images: bool = True,
+             protected: Sequence[str | Path] = (), stem: str | None = None, **values: Any) -> CropResult:
+        """Choose the best crops of ``photo`` and return them as images, or write them as files.
+
+        settings / values: what to crop (``ratio="16:9"``, ``top=3``, ``size="1080x1080"``, ``name=...``,
+            ``format``, ``quality``, ``overwrite``, ``preview``, ...; see :class:`CropSettings`).
+        out:      output folder (created if needed). Files are written when ``out`` is given or
+                  ``write=True`` (then beside a photo given by path); otherwise nothing is written
+                  and, with ``images``, each crop carries its pixels in ``Crop.image``.
+        dry_run:  plan the files (``Crop.path``, ``Crop.exists``) without writing anything.
+        protected: other files that must never be replaced (e.g. every input of the same run).
+        stem:     the ``{stem}`` of output names (default: the photo's file stem).
+
+        Raises :class:`OutputError` before writing anything when a planned file exists (without
+        ``overwrite``) or is an input; writing is all-or-nothing per photo (preview included).
+        """
+        settings = self.settings_for(settings, **values)
+        files = dry_run or write is True or (out is not None and write is not False)
+        if self._preloader is None:
+            self.scorer  # noqa: B018 - load the model first, so that "decode" times decoding only
+        t0 = time.perf_counter()
+        decoded = self.decode(photo)
+        if files and not dry_run and decoded.full is None and self._preloader is not None and not self.model_loaded:
+            decoded.full, _ = dec.load_full(decoded.info.source)  # overlaps with the model still loading
+        t1 = time.perf_counter()
+        result = self._analyze(decoded, settings)
+        result.timings["decode"] = t1 - t0
+        if not files:
+            if not images or not result.crops:
+                return result
+            full = self._full_image(decoded)
+            sized = _sized(result, settings)
+            return sized.with_crops([replace(c, image=cut(full, c.box, (c.width, c.height))) for c in sized.crops])
+        out_dir = self._out_dir(decoded, out)
+        planned = plan_outputs(result, settings, out_dir, stem or _stem(decoded), _path_of(decoded))
+        if dry_run:
+            return mark_existing(planned)
+        if out is not None:
+            _make_folder(out_dir)
+        return self.write(decoded, planned, settings, protected=protected)
+
+    def write(self, decoded: dec.ReducedImage, planned: CropResult, settings: CropSettings,
+              protected: Sequence[str | Path] = ()) -> CropResult:
+        """Write the crops of ``planned`` (paths from :func:`~autocrop.output.plan_outputs`) and its preview.
+
+        ``decoded``: the photo as returned by :meth:`decode`. Checks first (nothing is written when one
+        file must not be), then writes all-or-nothing. Returns ``planned`` with the write time.
+        """
+        t0 = time.perf_counter()
+        guard = [Path(p) for p in protected]
+        source_path = _path_of(decoded)
+        if source_path is not None:
+            guard.append(source_path)
+        check_outputs(planned, guard, settings.overwrite)
+        full = self._full_image(decoded)
+        write_outputs(planned, full, settings, decoded.info.exif, decoded.info.icc)
+        if planned.preview is not None:
+            try:
+                self._write_preview(planned, full, settings)
+            except BaseException:
+                from autocrop.io.fs import remove_quietly
+
+                for path in planned.paths:
+                    remove_quietly(path)
+                raise
+        planned.timings["write"] = time.perf_counter() - t0
+        return planned
+
+    def render(self, result: CropResult, settings: CropSettings | None = None, **values: Any) -> list[Image.Image]:
+        """The crops of ``result`` (of a photo given by path) as full-resolution PIL images."""
+        settings = self.settings_for(settings, **values)
+        full, _ = dec.load_full(result.source)
+        return [cut(full, c.box, (c.width, c.height)) for c in _sized(result, settings).crops]
+
+    # ------------------------------------------------------------------ helpers
+
+    def _full_image(self, decoded: dec.ReducedImage) -> Image.Image:
+        if decoded.full is None:
+            decoded.full, _ = dec.load_full(decoded.info.source)
+        return decoded.full
+
+    def _out_dir(self, decoded: dec.ReducedImage, out: str | Path | None) -> Path:
+        if out is not None:
+            return Path(out).expanduser()
+        path = _path_of(decoded)
+        if path is None:
+            raise UsageError(f"out: {decoded.label} is not a file, so its crops need an output folder")
+        return path.parent
+
+    def _write_preview(self, planned: CropResult, full: Image.Image, settings: CropSettings) -> None:
+        from autocrop.io.encode import save_image
+        from autocrop.preview import draw_preview
+
+        assert planned.preview is not None
+        save_image(draw_preview(full, planned), planned.preview, "PNG", overwrite=settings.overwrite)
+
+
+def _typed(values: dict[str, Any]) -> dict[str, Any]:
+    """Loose keyword values (``ratio="16:9"``, ``size="WxH"``) -> CropSettings fields."""
+    from autocrop.ratios import parse_ratios, parse_size
+
+    out = {k: v for k, v in values.items() if v is not None}
+    if "ratio" in out:
+        out["ratios"] = parse_ratios(out.pop("ratio"))
+    if "ratios" in out:
+        out["ratios"] = parse_ratios(out["ratios"])
+    if "size" in out:
+        out["size"] = parse_size(out["size"])
+    return out
+
+
+def _sized(result: CropResult, settings: CropSettings) -> CropResult:
+    """``result`` with each crop's output size under ``size``/``long_edge``."""
+    return result.with_crops([replace(c, width=w, height=h) for c in result.crops
+                              for w, h in [output_size(c.box[2] - c.box[0], c.box[3] - c.box[1], settings)]])
+
+
+def _path_of(decoded: dec.ReducedImage) -> Path | None:
+    source = decoded.info.source
+    return source if isinstance(source, Path) else None
+
+
+def _stem(decoded: dec.ReducedImage) -> str:
+    source = decoded.info.source
+    return source.stem if isinstance(source, Path) else source.stem
+
+
+def _make_folder(folder: Path) -> None:
+    from autocrop.errors import OutputError
+
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(folder, "is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError.from_os_error(folder, err, "cannot create the folder") from err

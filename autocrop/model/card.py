@@ -1,0 +1,90 @@
+"""Model cards: the JSON file beside each weights file (``m.safetensors`` -> ``m.json``).
+
+A card says what a model is and how it was made: its config, the training recipe, every training
+image, validation figures, and the sha256 / size of the weights file it describes. Every writer of
+cards goes through this module (``autocrop train``, model soups, ``benchmarks/package_model.py``), so
+the file-describing fields and the union of training images are computed in one way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from autocrop.errors import ModelError
+
+#: Fields that describe one weights file; a card for another file must not carry them over.
+FILE_FIELDS = ("weights_file", "sha256", "size_bytes")
+#: Fields that describe one training run (its validation figures, its epochs).
+RUN_FIELDS = ("validation", "history", "best_epoch")
+
+
+def card_path_for(weights: str | Path) -> Path:
+    """The card of a weights file: the same name with ``.json``."""
+    return Path(weights).with_suffix(".json")
+
+
+def read_card(weights: str | Path) -> dict[str, Any]:
+    """The card beside ``weights`` (``{}`` when there is none); one-line :class:`ModelError` when it is not JSON."""
+    path = card_path_for(weights)
+    if not path.is_file():
+        return {}
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelError(f"{path}: model card is not valid JSON ({err})") from None
+    if not isinstance(card, dict):
+        raise ModelError(f"{path}: model card is not a JSON object")
+    return card
+
+
+def card_bytes(card: dict[str, Any]) -> bytes:
+    """The card file's content: indented JSON in insertion order, one trailing newline."""
+    return (json.dumps(card, indent=1) + "\n").encode("utf-8")
+
+
+def write_card(weights: str | Path, card: dict[str, Any]) -> Path:
+    """Write ``card`` beside ``weights`` atomically (replacing an older card); returns the card's path."""
+    from autocrop.io.fs import atomic_write_bytes
+
+    path = card_path_for(weights)
+    atomic_write_bytes(path, card_bytes(card), overwrite=True)
+    return path
+
+
+def stamped(card: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``card`` with this autocrop's version and the current UTC time (``created``) set."""
+    from autocrop import __version__
+
+    return {**card, "autocrop_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def unique_images(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Training-image records (``{"dataset", "name"}``) without repeats, first occurrence kept."""
+    seen: set[tuple[Any, Any]] = set()
+    unique = []
+    for record in records:
+        key = (record.get("dataset"), record.get("name"))
+        if key not in seen:
+            seen.add(key)
+            unique.append(record)
+    return unique
+
+
+def merged_training_images(cards: Iterable[dict[str, Any]], extra: Iterable[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Every image the models of ``cards`` were trained on, then ``extra``, without repeats.
+
+    A model fine-tuned from another has seen its starting model's images; an average of models has
+    seen every member's images.
+    """
+    records = [item for card in cards for item in card.get("training_images", [])]
+    return unique_images([*records, *extra])
+
+
+def without_fields(card: dict[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+    """A copy of ``card`` without ``fields`` (e.g. :data:`FILE_FIELDS` + :data:`RUN_FIELDS` for a derived model)."""
+    drop = set(fields)
+    return {k: v for k, v in card.items() if k not in drop}
