@@ -31,7 +31,8 @@ _LAZY = {
     "DatasetError": "autocrop.errors",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["AutocropError", "Crop", "CropResult", "CropSettings", "Cropper", "DatasetError", "InputError",
+           "ModelError", "OutputError", "UsageError", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from autocrop.cropper import Cropper

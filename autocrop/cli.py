@@ -102,18 +102,12 @@ def _root(
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    """Crop photos the way a good photographer would (learned view ranking)."""
+    """The root's own options (its help text is :data:`HELP`)."""
 
 
 def _register_commands() -> None:
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"autocrop.commands.{name}")
-        except ModuleNotFoundError as err:  # a verb still being built must not break the others
-            if err.name == f"autocrop.commands.{name}":
-                continue
-            raise
-        module.register(app)
+        importlib.import_module(f"autocrop.commands.{name}").register(app)
 
 
 _register_commands()

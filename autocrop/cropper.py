@@ -34,6 +34,7 @@ from autocrop.candidates import candidate_boxes
 from autocrop.errors import UsageError
 from autocrop.geometry import clip_boxes
 from autocrop.io import decode as dec
+from autocrop.io.sources import MemorySource, pil_of
 from autocrop.output import check_outputs, cut, mark_existing, output_size, plan_outputs, write_outputs
 from autocrop.results import Crop, CropResult
 from autocrop.settings import DEFAULT_DEVICE, CropSettings, check_device
@@ -41,14 +42,17 @@ from autocrop.settings import DEFAULT_DEVICE, CropSettings, check_device
 if TYPE_CHECKING:
     from PIL import Image
 
-PhotoInput = str | Path | bytes | bytearray | memoryview | IO[bytes] | dec.MemorySource | Any
+PhotoInput = str | Path | bytes | bytearray | memoryview | IO[bytes] | MemorySource | Any
 """A photo: a path, encoded bytes, a binary file object, a PIL image or an [H, W(, C)] uint8 numpy array."""
 
 
 class Scorer(Protocol):
     """What the Cropper needs from a model (see :func:`autocrop.model.load_scorer`)."""
 
-    input_short_side: int
+    @property
+    def input_short_side(self) -> int:
+        """Short side (px) of the image the model works at."""
+        ...
 
     def score(self, image: Image.Image, boxes: np.ndarray) -> np.ndarray:
         """image: RGB PIL image; boxes float32 [N, 4] x1 y1 x2 y2 pixels of that image -> float32 [N]."""
@@ -153,7 +157,7 @@ class Cropper:
         """
         if isinstance(source, dec.ReducedImage):
             return source
-        image = dec.pil_of(source)
+        image = pil_of(source)
         if image is not None:
             return dec.reduce_image(image, self.input_short_side, label="<image>")
         return dec.load_reduced(dec.as_source(source), self.input_short_side)

@@ -58,7 +58,7 @@ class OutputError(AutocropError):
         self.errno = errno
 
     @classmethod
-    def from_os_error(cls, path: str | Path, err: OSError, doing: str = "cannot write") -> "OutputError":
+    def from_os_error(cls, path: str | Path, err: OSError, doing: str = "cannot write") -> OutputError:
         """``OutputError`` for an OSError raised while writing ``path`` (chain it with ``raise ... from err``)."""
         return cls(path, f"{doing}: {err.strerror or err}", err.errno)
 

@@ -128,12 +128,12 @@ def cut(image: Image.Image, box: tuple[int, int, int, int], size: tuple[int, int
     from PIL import Image as PILImage
 
     out = image.crop(box)
-    if size is not None and out.size != tuple(size):
+    if size is not None and out.size != (size[0], size[1]):
         if out.mode in ("P", "1"):
             out = out.convert("RGBA" if "transparency" in out.info else "RGB")
         elif out.mode.startswith("I;16"):
             out = out.convert("I")
-        out = out.resize(tuple(size), PILImage.Resampling.LANCZOS, reducing_gap=3.0)
+        out = out.resize((int(size[0]), int(size[1])), PILImage.Resampling.LANCZOS, reducing_gap=3.0)
     return out
 
 

@@ -97,7 +97,7 @@ class CropResult:
         """The cropped pixels, when the call returned images (empty otherwise)."""
         return [c.image for c in self.crops if c.image is not None]
 
-    def with_crops(self, crops: list[Crop] | tuple[Crop, ...], **changes: Any) -> "CropResult":
+    def with_crops(self, crops: list[Crop] | tuple[Crop, ...], **changes: Any) -> CropResult:
         """A copy with other crops (and other fields changed); timings are carried over."""
         return replace(self, crops=tuple(crops), timings=dict(self.timings), **changes)
 

@@ -63,8 +63,9 @@ def refine_boxes(
 
     The candidates are a grid, so the single best one is quantised to the grid spacing; its
     well-scored neighbours say on which side of it the best crop lies. A candidate joins chosen view k
-    when it overlaps view k by IoU >= ``min_iou`` and by more than any earlier chosen view; the chosen view's refined box is the mean
-    of its members weighted by ``softmax((score - chosen score) / (temperature * std(scores)))``.
+    when it overlaps view k by IoU >= ``min_iou`` and by more than any earlier chosen view; the chosen
+    view's refined box is the mean of its members weighted by
+    ``softmax((score - chosen score) / (temperature * std(scores)))``.
     ``temperature <= 0`` (or all scores equal) returns the chosen boxes unchanged. Averaging boxes of
     one aspect ratio keeps that ratio. boxes [N, 4], scores [N], chosen int [K] indices into them.
     """

@@ -183,7 +183,7 @@ class CropSettings:
         top: int | None = None,
         size: str | tuple[int, int] | None = None,
         **values: Any,
-    ) -> "CropSettings":
+    ) -> CropSettings:
         """Settings from loose values: ``ratio`` "16:9" / "16:9,1:1" / a list, ``size`` "WxH"; None = default.
 
         Other keywords are the fields of this class; unknown ones raise :class:`UsageError` naming them.
@@ -201,7 +201,7 @@ class CropSettings:
             given["size"] = parse_size(size)
         return cls(**given)
 
-    def with_(self, **changes: Any) -> "CropSettings":
+    def with_(self, **changes: Any) -> CropSettings:
         """A copy with ``changes`` applied and validated again (the default name is re-derived)."""
         unknown = sorted(set(changes) - {f.name for f in fields(self)})
         if unknown:

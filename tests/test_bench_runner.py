@@ -1,24 +1,106 @@
-"""The bench runner: dataset readers it adds (FLMS, anchors), the training-image guard, the engine path
-(box scaling), and whole runs on real GAICD / FCDB images with oracle and real (untrained) scorers."""
+"""The bench runner: dataset readers it adds (FLMS, anchors), the training-image guard, the Cropper path
+(box scaling, the crop command's own top-1), and whole runs on tiny synthetic GAICD / FCDB folders made in
+``tmp_path`` (``mini_gaicd``, ``mini_fcdb``), so nothing here needs ``../shared/data`` except the tests
+marked ``data``."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from autocrop.bench.datasets import load_anchors, load_flms, split_training_items
-from autocrop.bench.metrics import box_metrics, gaicd_metrics
-from autocrop.bench.runner import BenchOptions, run_bench
-from autocrop.bench.scoring import BenchScorer, DecodedImage
-from autocrop.errors import DatasetError, InputError
+from autocrop.bench.metrics import box_metrics, crop_iou, gaicd_metrics
+from autocrop.bench.runner import UNREFINED, BenchOptions, resolve_bench_dir, run_bench
+from autocrop.cropper import Cropper
+from autocrop.errors import DatasetError, UsageError
 
-DATA = Path(os.environ.get("AUTOCROP_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
-needs_gaicd = pytest.mark.skipif(not (DATA / "GAICD" / "annotations" / "test").is_dir(), reason=f"GAICD not found under {DATA}")
-needs_fcdb = pytest.mark.skipif(not (DATA / "FCDB" / "cropping_testing_set.json").is_file(), reason=f"FCDB not found under {DATA}")
+MINI_SIZE = (512, 384)
+
+
+# ---------------------------------------------------------------------------------------------
+# tiny synthetic datasets (the lead plans to move mini_gaicd to conftest.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def _photo(path: Path, size: tuple[int, int], seed: int) -> None:
+    """A JPEG with a gradient background and a bright square somewhere (what a crop should keep)."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 1, w)[None, :, None]
+    y = np.linspace(0, 1, h)[:, None, None]
+    base = (60 + 80 * x + 40 * y + rng.uniform(0, 30, (1, 1, 3))).repeat(h, 0).repeat(w, 1)
+    image = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    cx, cy = int(rng.integers(w // 4, 3 * w // 4)), int(rng.integers(h // 4, 3 * h // 4))
+    draw.rectangle([cx - w // 8, cy - h // 8, cx + w // 8, cy + h // 8], fill=(240, 220, 90))
+    image.save(path, quality=90)
+
+
+def _gaicd_crops(width: int, height: int) -> list[list[float]]:
+    """A small grid of candidate crops ``x1 y1 x2 y2`` (3 scales x 3 positions, like GAICD's dense grid)."""
+    crops = []
+    for scale in (0.6, 0.75, 0.9):
+        cw, ch = round(width * scale), round(height * scale)
+        for fx in (0.0, 0.5, 1.0):
+            x1, y1 = round((width - cw) * fx), round((height - ch) * (1 - fx) / 2)
+            crops.append([x1, y1, x1 + cw, y1 + ch])
+    return crops
+
+
+def make_mini_gaicd(root: Path, count: int = 4, size: tuple[int, int] = MINI_SIZE) -> Path:
+    """A GAICD-layout folder: ``images/test/NAME.jpg`` + ``annotations/test/NAME.txt`` (``y1 x1 y2 x2 MOS``).
+
+    MOS falls with the crop's distance from the photo centre and rises with its size, ties included;
+    each file also has one invalid crop (MOS -2, dropped by the reader).
+    """
+    images, notes = root / "images" / "test", root / "annotations" / "test"
+    images.mkdir(parents=True)
+    notes.mkdir(parents=True)
+    w, h = size
+    for i in range(count):
+        name = f"90000{i}"
+        _photo(images / f"{name}.jpg", size, seed=i)
+        lines = []
+        for x1, y1, x2, y2 in _gaicd_crops(w, h):
+            off = abs((x1 + x2) / 2 - w / 2) / w + abs((y1 + y2) / 2 - h / 2) / h
+            mos = round(2.0 + 2.0 * (x2 - x1) / w - 2.0 * off + 0.1 * (i % 2), 1)
+            lines.append(f"{y1} {x1} {y2} {x2} {mos}")
+        lines.append(f"0 0 {h} {w} -2")
+        (notes / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture()
+def mini_gaicd(tmp_path: Path) -> Path:
+    """A 4-photo GAICD test split in the official layout (512x384 JPEGs, 9 annotated crops each)."""
+    return make_mini_gaicd(tmp_path / "GAICD")
+
+
+def make_mini_fcdb(root: Path, count: int = 3, size: tuple[int, int] = MINI_SIZE) -> Path:
+    """An FCDB-layout folder: ``cropping_testing_set.json`` (url, crop ``x y w h``) + ``data/NAME.jpg``;
+    one annotated photo is missing. Also holds a 4-anchor ``pdefined_anchors_1745.json``."""
+    (root / "data").mkdir(parents=True)
+    w, h = size
+    entries = []
+    for i in range(count + 1):
+        name = f"mini_{i}.jpg"
+        if i < count:
+            _photo(root / "data" / name, size, seed=10 + i)
+        entries.append({"url": f"https://example.org/{name}", "crop": [20 + 10 * i, 15, w - 80, h - 60]})
+    (root / "cropping_testing_set.json").write_text(json.dumps(entries))
+    anchors = [[0, 0, 1, 1], [0.1, 0.1, 0.9, 0.9], [0.0, 0.2, 0.7, 1.0], [0.3, 0.0, 1.0, 0.8]]
+    (root / "pdefined_anchors_1745.json").write_text(json.dumps(anchors))
+    return root
+
+
+@pytest.fixture()
+def mini_fcdb(tmp_path: Path) -> Path:
+    """A 3-photo FCDB test split (one more annotated photo missing) with a tiny anchor file."""
+    return make_mini_fcdb(tmp_path / "FCDB")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -27,7 +109,6 @@ needs_fcdb = pytest.mark.skipif(not (DATA / "FCDB" / "cropping_testing_set.json"
 
 
 def _write_flms(root: Path, entries: list[tuple[str, list[list[float]]]], images: list[str]) -> None:
-    from PIL import Image
     from scipy.io import savemat
 
     (root / "image").mkdir(parents=True)
@@ -70,9 +151,11 @@ def test_anchors_are_found_and_validated(tmp_path):
         load_anchors(tmp_path)
 
 
-@pytest.mark.skipif(not (DATA / "anchors" / "pdefined_anchors_1745.json").is_file(), reason="anchors not found")
-def test_shared_anchor_file_has_1745_normalised_views():
-    anchors, _ = load_anchors(DATA / "FCDB")
+@pytest.mark.data
+def test_shared_anchor_file_has_1745_normalised_views(data_dir):
+    if not (data_dir / "anchors" / "pdefined_anchors_1745.json").is_file():
+        pytest.skip(f"no anchors under {data_dir}")
+    anchors, _ = load_anchors(data_dir / "FCDB")
     assert anchors.shape == (1745, 4)
 
 
@@ -92,7 +175,7 @@ def test_training_guard_matches_file_names_and_stems_of_the_same_dataset():
 
 
 # ---------------------------------------------------------------------------------------------
-# the engine path: boxes scaled to the decoded image, decoded no larger than needed
+# the Cropper path: boxes scaled to the decoded image, decoded no larger than needed
 # ---------------------------------------------------------------------------------------------
 
 
@@ -100,9 +183,9 @@ class _RecordingScorer:
     """A stand-in model: records what it is given, scores by box area (in the pixels it receives)."""
 
     input_short_side = 256
-    card = {"name": "recording", "training_images": []}
 
-    def __init__(self) -> None:
+    def __init__(self, card: dict | None = None) -> None:
+        self.card = card or {"name": "recording", "training_images": []}
         self.calls: list[tuple[tuple[int, int], np.ndarray]] = []
 
     def score(self, image, boxes):
@@ -111,24 +194,18 @@ class _RecordingScorer:
         return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
-@needs_gaicd
-def test_scores_go_through_the_engine_with_boxes_in_decoded_pixels():
+def test_scores_go_through_the_cropper_with_boxes_in_decoded_pixels(tmp_path):
+    root = make_mini_gaicd(tmp_path / "GAICD", count=1, size=(1024, 768))
+    fake = _RecordingScorer()
+    report = run_bench(BenchOptions("gaicd", data_dir=root), cropper=Cropper(scorer=fake))
+    (size, received), = fake.calls
+    assert size == (512, 384)  # 1024 px JPEG -> draft 1/2 (short side 384 >= 256)
     from autocrop.data import load_gaicd
 
-    item = load_gaicd(DATA / "GAICD", "test")[0][0]
-    fake = _RecordingScorer()
-    bench = BenchScorer.from_scorer(fake)
-    decoded = bench.decode(item.path)
-    from PIL import Image
-
-    with Image.open(item.path) as im:
-        assert (decoded.width, decoded.height) == im.size
-    assert min(decoded.reduced.image.size) >= 256 and decoded.scale == 2.0  # 1024 px JPEG -> draft 1/2
-    scores = bench.score(decoded, item.boxes)
-    (size, received), = fake.calls
-    assert size == decoded.reduced.image.size
-    np.testing.assert_allclose(received * decoded.scale, item.boxes, rtol=1e-6)
-    assert scores.shape == (len(item.boxes),)
+    item = load_gaicd(root, "test")[0][0]
+    np.testing.assert_allclose(received * 2.0, item.boxes, rtol=1e-6)
+    assert report["images"]["measured"] == 1 and report["per_image"][0]["candidates"] == len(item.boxes)
+    assert report["model"]["device"] == "cpu" and report["speed"]["torch_import_s"] == 0.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,148 +213,193 @@ def test_scores_go_through_the_engine_with_boxes_in_decoded_pixels():
 # ---------------------------------------------------------------------------------------------
 
 
-class _OracleBench:
-    """Duck-typed BenchScorer: decodes for real, "scores" with the annotation itself."""
+class _OracleCropper(Cropper):
+    """A Cropper that decodes for real but "scores" with the annotation itself (GAICD: MOS; boxes: IoU)."""
 
-    load_seconds = torch_import_seconds = 0.0
-    weights_path = None
-
-    def __init__(self, truth: dict[str, object], card: dict | None = None) -> None:
+    def __init__(self, truth: dict[str, np.ndarray], card: dict | None = None) -> None:
+        super().__init__(scorer=_RecordingScorer(card))
         self.truth = truth
-        self.card = card or {"name": "oracle", "training_images": []}
-        self.inner = BenchScorer.from_scorer(_RecordingScorer())
         self.decoded: list[str] = []
 
-    def decode(self, path):
-        self.decoded.append(Path(path).name)
-        d = self.inner.decode(path)
-        d.path = Path(path)  # type: ignore[attr-defined]
-        return d
+    def decode(self, source):
+        self.decoded.append(Path(source).name)
+        return super().decode(source)
 
-    def score(self, decoded: DecodedImage, boxes):
-        truth = self.truth[decoded.path.name]  # type: ignore[attr-defined]
-        if isinstance(truth, np.ndarray) and truth.ndim == 1:  # GAICD MOS
+    def score(self, photo, boxes):
+        truth = self.truth[Path(photo.info.source).name]
+        if truth.ndim == 1:  # GAICD MOS
             return truth.astype(np.float32)
-        from autocrop.bench.metrics import box_iou
-
-        return np.asarray([box_iou(b, truth).max() for b in boxes], np.float32)  # FCDB: IoU with the truth
+        return np.asarray([crop_iou(b, truth).max() for b in np.asarray(boxes)], np.float32)
 
 
-@needs_gaicd
-def test_gaicd_run_with_oracle_scores_excludes_training_images_and_beats_baselines():
+def _gaicd_truth(root: Path) -> tuple[list, dict[str, np.ndarray]]:
     from autocrop.data import load_gaicd
 
-    items = load_gaicd(DATA / "GAICD", "test")[0]
-    truth = {i.path.name: i.scores for i in items}
+    items = load_gaicd(root, "test")[0]
+    return items, {i.path.name: i.scores for i in items}
+
+
+def test_gaicd_run_with_oracle_scores_excludes_training_images_and_beats_baselines(mini_gaicd):
+    items, truth = _gaicd_truth(mini_gaicd)
     card = {"training_images": [{"dataset": "gaicd", "name": items[0].path.name}]}
-    oracle = _OracleBench(truth, card)
-    report = run_bench(BenchOptions("gaicd", data_dir=DATA / "GAICD", limit=6), scorer=oracle)
+    oracle = _OracleCropper(truth, card)
+    report = run_bench(BenchOptions("gaicd", data_dir=mini_gaicd), cropper=oracle)
     assert report["images"]["excluded_training"] == 1 and report["images"]["excluded_names"] == [items[0].name]
-    assert report["images"]["measured"] == 6 and items[0].path.name not in oracle.decoded
-    assert len(oracle.decoded) == 6  # each image decoded exactly once
+    assert report["images"]["measured"] == 3 and items[0].path.name not in oracle.decoded
+    assert len(oracle.decoded) == 3  # each image decoded exactly once
     model = report["results"]["model"]
-    assert model["acc1_5"] == 100.0 and model["acc10_mean"] == 100.0 and model["srcc"] == pytest.approx(1.0)
-    expected = gaicd_metrics([i.scores for i in items[1:7]], [i.scores for i in items[1:7]])
+    assert model["acc1_5"] == 100.0 and model["acc5_mean"] == 100.0 and model["srcc"] == pytest.approx(1.0)
+    expected = gaicd_metrics([i.scores for i in items[1:]], [i.scores for i in items[1:]])
     assert model["pcc"] == pytest.approx(expected.pcc, abs=1e-4)
+    assert model["fewer_than_n"] == {"5": 0, "10": 3}  # 9 annotated crops per photo
     for name in ("random", "largest", "centre"):
         assert report["results"][name]["srcc"] < 1.0
         assert report["margins"][name]["srcc"]["better"] is True
     assert report["speed"]["ms_per_image"]["median"] > 0 and report["machine"]["torch_threads"] >= 1
+    assert report["machine"]["cpus_available"] >= 1
+    json.dumps(report)  # serialisable
 
-    flagged = run_bench(BenchOptions("gaicd", data_dir=DATA / "GAICD", limit=2, include_train=True), scorer=_OracleBench(truth, card))
+    flagged = run_bench(BenchOptions("gaicd", data_dir=mini_gaicd, limit=2, include_train=True),
+                        cropper=_OracleCropper(truth, card))
     assert flagged["images"]["excluded_training"] == 0 and flagged["images"]["included_training"] == 1
-    assert flagged["per_image"][0].get("training_image") is True
+    assert flagged["per_image"][0].get("training_image") is True and "training_image" not in flagged["per_image"][1]
 
 
-@needs_gaicd
-def test_gaicd_run_refuses_when_every_image_is_a_training_image():
-    from autocrop.data import load_gaicd
-
-    items = load_gaicd(DATA / "GAICD", "test")[0]
+def test_gaicd_run_refuses_when_every_image_is_a_training_image(mini_gaicd):
+    items, truth = _gaicd_truth(mini_gaicd)
     card = {"training_images": [{"dataset": "gaicd", "name": i.path.name} for i in items]}
-    with pytest.raises(DatasetError, match=f"all {len(items)} GAICD images are listed as training images"):
-        run_bench(BenchOptions("gaicd", data_dir=DATA / "GAICD"), scorer=_OracleBench({}, card))
+    with pytest.raises(DatasetError, match=f"all {len(items)} GAICD images are listed as training images") as info:
+        run_bench(BenchOptions("gaicd", data_dir=mini_gaicd), cropper=_OracleCropper(truth, card))
+    assert "include_train" in str(info.value) and "--" not in str(info.value)
 
 
-@needs_fcdb
+def test_missing_and_corrupt_photos_are_counted(mini_gaicd):
+    (mini_gaicd / "images" / "test" / "900000.jpg").unlink()
+    (mini_gaicd / "images" / "test" / "900001.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    report = run_bench(BenchOptions("gaicd", data_dir=mini_gaicd), cropper=Cropper(scorer=_RecordingScorer()))
+    images = report["images"]
+    assert images["annotated"] == 4 and images["missing"] == 1
+    assert images["unreadable"] == 1 and images["unreadable_names"] == ["900001"] and images["measured"] == 2
+
+
+def test_annotations_outside_the_photo_are_a_dataset_error(mini_gaicd):
+    note = mini_gaicd / "annotations" / "test" / "900002.txt"
+    note.write_text("0 0 100 900 3.0\n")  # x2 = 900 on a 512 px wide photo
+    with pytest.raises(DatasetError, match="900002: candidate crops do not fit the photo"):
+        run_bench(BenchOptions("gaicd", data_dir=mini_gaicd), cropper=Cropper(scorer=_RecordingScorer()))
+
+
 @pytest.mark.parametrize("candidates", ["grid", "anchors"])
-def test_fcdb_run_top1_is_the_best_candidate_for_an_oracle(candidates):
+def test_fcdb_run_top1_is_the_best_candidate_for_an_oracle(mini_fcdb, candidates):
     from autocrop.bench.datasets import load_fcdb_boxes
 
-    items = load_fcdb_boxes(DATA / "FCDB", "test")[0]
-    items = sorted(items, key=lambda i: i.name)[:4]
+    items = sorted(load_fcdb_boxes(mini_fcdb, "test")[0], key=lambda i: i.name)
     truth = {i.path.name: i.gts for i in items}
-    report = run_bench(BenchOptions("fcdb", data_dir=DATA / "FCDB", candidates=candidates, limit=4), scorer=_OracleBench(truth))
-    assert report["candidates"] == candidates and report["images"]["missing"] > 0
+    report = run_bench(BenchOptions("fcdb", data_dir=mini_fcdb, candidates=candidates), cropper=_OracleCropper(truth))
+    assert report["candidates"] == candidates and report["images"]["missing"] == 1
+    assert report["images"]["measured"] == 3
+    if candidates == "anchors":
+        assert report["speed"]["candidates_per_image"] == 4.0
+        assert report["anchors_file"] == str(mini_fcdb / "pdefined_anchors_1745.json")
     model = report["results"]["model"]
-    # the oracle picks the candidate closest to the truth: at least as good as every baseline
-    for name in ("random", "largest"):
-        assert model["iou"] >= report["results"][name]["iou"]
+    for name in ("random", "largest"):  # the oracle picks the candidate closest to the truth
+        assert report["results"][UNREFINED]["iou"] >= report["results"][name]["iou"]
     assert 0.5 < model["iou"] <= 1.0 and 0 <= model["disp"] < 0.2
-    # the unrefined row is the oracle's own pick: the candidate closest to the truth
-    assert report["results"]["model_unrefined"]["iou"] >= model["iou"] - 0.05
     assert "model_unrefined" not in report["margins"]
     per = report["per_image"]
     assert box_metrics([np.array(p["top1"]) for p in per], [i.gts for i in items],
-                       _sizes(items)).iou == pytest.approx(model["iou"], abs=1e-3)
+                       [MINI_SIZE] * len(items)).iou == pytest.approx(model["iou"], abs=1e-3)
 
 
-def _sizes(items):
-    from PIL import Image
 
-    out = []
-    for i in items:
-        with Image.open(i.path) as im:
-            out.append(im.size)
-    return out
+def test_fcdb_top1_is_the_crop_command_s_own_crop(mini_fcdb, fake_scorer):
+    """The written top-1 of the bench equals what ``Cropper.analyze`` (``autocrop crop``) returns, free ratio."""
+    cropper = Cropper(scorer=fake_scorer)
+    report = run_bench(BenchOptions("fcdb", data_dir=mini_fcdb), cropper=cropper)
+    for record in report["per_image"]:
+        crop = cropper.analyze(mini_fcdb / "data" / record["name"], ratio="free", top=1).crops[0]
+        assert record["top1"] == [float(v) for v in crop.box]
+        assert record["candidates"] == cropper.analyze(mini_fcdb / "data" / record["name"]).candidates
+    unrefined = run_bench(BenchOptions("fcdb", data_dir=mini_fcdb), cropper=Cropper(scorer=fake_scorer, refine=False))
+    assert unrefined["results"]["model"] == unrefined["results"][UNREFINED]
 
 
-@needs_gaicd
-@needs_fcdb
-def test_real_model_runs_end_to_end_on_both_datasets():
-    """The real network (random head: its scores mean nothing) through the real engine path."""
+def test_real_network_runs_end_to_end_on_both_layouts(mini_gaicd, mini_fcdb):
+    """The real network (random head: its scores mean nothing) through the real Cropper path."""
     from autocrop.model import ViewScorer
 
-    bench = BenchScorer.from_scorer(ViewScorer.untrained(seed=0))
-    gaicd = run_bench(BenchOptions("gaicd", data_dir=DATA / "GAICD", limit=2), scorer=bench)
-    fcdb = run_bench(BenchOptions("fcdb", data_dir=DATA / "FCDB", limit=2, candidates="anchors"), scorer=bench)
+    cropper = Cropper(scorer=ViewScorer.untrained(seed=0))
+    gaicd = run_bench(BenchOptions("gaicd", data_dir=mini_gaicd, limit=2), cropper=cropper)
+    fcdb = run_bench(BenchOptions("fcdb", data_dir=mini_fcdb, limit=2, candidates="anchors"), cropper=cropper)
     for report in (gaicd, fcdb):
         json.dumps(report)  # serialisable
-        assert report["images"]["measured"] == 2
+        assert report["images"]["measured"] == 2 and report["model"]["name"] == "untrained"
         for values in report["results"].values():
             assert all(np.isfinite(v) for k, v in values.items() if isinstance(v, float))
-    assert fcdb["speed"]["candidates_per_image"] == 1745.0
     assert set(gaicd["margins"]) == {"random", "largest", "centre"}
 
 
-def test_option_errors_are_one_line():
-    with pytest.raises(InputError, match="unknown dataset 'imagenet'"):
-        run_bench(BenchOptions("imagenet"))
-    with pytest.raises(InputError, match="--candidates applies to fcdb and flms"):
-        run_bench(BenchOptions("gaicd", candidates="grid"))
-    with pytest.raises(InputError, match="unknown candidate set 'all'"):
-        run_bench(BenchOptions("fcdb", candidates="all"))
-    with pytest.raises(InputError, match="--limit must be >= 1"):
-        run_bench(BenchOptions("fcdb", limit=0))
+@pytest.mark.data
+def test_real_model_runs_end_to_end_on_real_data(data_dir):
+    from autocrop.model import ViewScorer
+
+    if not (data_dir / "GAICD" / "annotations" / "test").is_dir() or not (data_dir / "FCDB" / "data").is_dir():
+        pytest.skip(f"GAICD or FCDB missing under {data_dir}")
+    cropper = Cropper(scorer=ViewScorer.untrained(seed=0))
+    gaicd = run_bench(BenchOptions("gaicd", data_dir=data_dir / "GAICD", limit=2), cropper=cropper)
+    fcdb = run_bench(BenchOptions("fcdb", data_dir=data_dir / "FCDB", limit=2), cropper=cropper)
+    assert gaicd["images"]["measured"] == 2 and fcdb["images"]["measured"] == 2
+    assert fcdb["images"]["missing"] > 0
 
 
-def test_dataset_dir_precedence_cli_env_config_default(tmp_path, monkeypatch):
-    from autocrop.bench.runner import resolve_bench_dir
+# ---------------------------------------------------------------------------------------------
+# options and data folders
+# ---------------------------------------------------------------------------------------------
 
-    for name in ("cli", "env_gaicd", "data_root/GAICD", "from_file"):
+
+@pytest.mark.parametrize("options, message", [
+    (BenchOptions("imagenet"), "dataset 'imagenet': unknown (choose gaicd, fcdb, flms)"),
+    (BenchOptions("gaicd", candidates="grid"), "candidates applies to fcdb and flms"),
+    (BenchOptions("fcdb", candidates="all"), "candidates 'all': unknown candidate set"),
+    (BenchOptions("fcdb", limit=0), "limit must be >= 1"),
+    (BenchOptions("fcdb", threads=0), "threads must be >= 1"),
+    (BenchOptions("fcdb", split="val"), "split 'val': use test or train"),
+    (BenchOptions("fcdb", device="banana"), "device 'banana'"),
+])
+def test_option_errors_are_one_line_and_name_the_parameter(options, message):
+    with pytest.raises(UsageError) as info:
+        run_bench(options)
+    assert message in str(info.value) and "--" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_flms_has_only_a_test_split(tmp_path):
+    with pytest.raises(UsageError, match="split 'train': FLMS has a single test set"):
+        run_bench(BenchOptions("flms", data_dir=tmp_path, split="train"))
+
+
+def test_dataset_dir_precedence_data_dir_then_own_dir_then_data_root(tmp_path, monkeypatch):
+    for name in ("given", "own_gaicd", "own_fcdb", "root/GAICD", "root/FCDB", "from_file"):
         (tmp_path / name).mkdir(parents=True)
-    config_dir = tmp_path / "config"
-    config_dir.mkdir()
-    (config_dir / "config.toml").write_text(f'gaicd_dir = "{tmp_path / "from_file"}"\n')
-    monkeypatch.setenv("AUTOCROP_CONFIG_DIR", str(config_dir))
-    monkeypatch.delenv("AUTOCROP_GAICD_DIR", raising=False)
-    monkeypatch.delenv("AUTOCROP_DATA_DIR", raising=False)
-    assert resolve_bench_dir("gaicd", None) == tmp_path / "from_file"
-    monkeypatch.setenv("AUTOCROP_DATA_DIR", str(tmp_path / "data_root"))
-    assert resolve_bench_dir("gaicd", None) == tmp_path / "data_root" / "GAICD"
-    monkeypatch.setenv("AUTOCROP_GAICD_DIR", str(tmp_path / "env_gaicd"))
-    assert resolve_bench_dir("gaicd", None) == tmp_path / "env_gaicd"
-    assert resolve_bench_dir("gaicd", tmp_path / "cli") == tmp_path / "cli"
-    (config_dir / "config.toml").write_text("gaicd_dir = [\n")
-    with pytest.raises(InputError, match="config.toml"):
-        resolve_bench_dir("gaicd", None)
+    # a config file is never read below autocrop/commands: its gaicd_dir changes nothing here
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "config.toml").write_text(f'gaicd_dir = "{tmp_path / "from_file"}"\n')
+    monkeypatch.setenv("AUTOCROP_CONFIG_DIR", str(config))
+    monkeypatch.setenv("AUTOCROP_GAICD_DIR", str(tmp_path / "from_file"))  # nor the CLI's environment
+    monkeypatch.setenv("AUTOCROP_DATA_DIR", str(tmp_path / "root"))
+    assert resolve_bench_dir(BenchOptions("gaicd")) == tmp_path / "root" / "GAICD"
+    assert resolve_bench_dir(BenchOptions("fcdb", gaicd_dir=tmp_path / "own_gaicd")) == tmp_path / "root" / "FCDB"
+    assert resolve_bench_dir(BenchOptions("gaicd", gaicd_dir=tmp_path / "own_gaicd")) == tmp_path / "own_gaicd"
+    assert resolve_bench_dir(BenchOptions("fcdb", fcdb_dir=tmp_path / "own_fcdb")) == tmp_path / "own_fcdb"
+    assert resolve_bench_dir(BenchOptions("gaicd", data_dir=tmp_path / "given",
+                                          gaicd_dir=tmp_path / "own_gaicd")) == tmp_path / "given"
+    with pytest.raises(DatasetError, match="does not exist"):
+        resolve_bench_dir(BenchOptions("flms"))
+
+
+def test_bench_package_reads_no_config_file():
+    import autocrop.bench as package
+
+    for source in Path(package.__file__).parent.glob("*.py"):
+        text = source.read_text()
+        assert "autocrop.config" not in text and "config_file" not in text, source.name

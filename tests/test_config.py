@@ -151,7 +151,7 @@ def test_cli_set_unavailable_device(isolated_config: Path, capsys: pytest.Captur
         assert code == 0 and config.load_config()["device"] == device
     else:
         assert code == 2 and not (isolated_config / "config.toml").exists()
-        assert re.fullmatch(rf"autocrop: error: device '{device}': not available \(.*\)[^\n]*\n", err), err
+        assert re.fullmatch(rf"autocrop: error: device '{device}': [^\n]*(not available|device\(s\))[^\n]*\n", err), err
 
 
 def test_cli_set_device_cpu_and_auto(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""Decoding and encoding (autocrop.io.decode / autocrop.io.encode): orientation, draft decoding, formats, modes,
+"""Decoding and encoding (autocrop.io.decode / .encode / .sources): orientation, draft decoding, formats, modes,
 metadata, memory sources and one-line errors. Synthetic images and the packaged example photo only."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from conftest import png_header_only
 from PIL import Image, ImageCms, ImageOps
 
 from autocrop.errors import InputError, OutputError, UsageError
-from autocrop.io import decode, encode
+from autocrop.io import decode, encode, sources
 
 
 def _srgb_icc() -> bytes:
@@ -172,7 +172,7 @@ def test_bytes_and_binary_file_object_decode_like_the_path(tmp_path: Path, examp
         data = path.read_bytes()
         with open(path, "rb") as fh:
             from_file = decode.load_reduced(fh, 256)
-        for got in (decode.load_reduced(data, 256), decode.load_reduced(decode.MemorySource(data, "up"), 256),
+        for got in (decode.load_reduced(data, 256), decode.load_reduced(sources.MemorySource(data, "up"), 256),
                     from_file):
             assert got.scale == want.scale and got.image.size == want.image.size
             np.testing.assert_array_equal(np.asarray(got.image), np.asarray(want.image))
@@ -185,23 +185,23 @@ def test_bytes_and_binary_file_object_decode_like_the_path(tmp_path: Path, examp
 
 
 def test_as_source_kinds(tmp_path: Path, example_photo: Path) -> None:
-    assert decode.as_source(str(example_photo)) == example_photo
-    assert decode.as_source(example_photo) is example_photo
-    memory = decode.as_source(bytearray(b"abc"))
-    assert memory == decode.MemorySource(b"abc", "<bytes>", "image")
+    assert sources.as_source(str(example_photo)) == example_photo
+    assert sources.as_source(example_photo) is example_photo
+    memory = sources.as_source(bytearray(b"abc"))
+    assert memory == sources.MemorySource(b"abc", "<bytes>", "image")
     with open(example_photo, "rb") as fh:
-        named = decode.as_source(fh)
-    assert isinstance(named, decode.MemorySource)
+        named = sources.as_source(fh)
+    assert isinstance(named, sources.MemorySource)
     assert (named.label, named.stem) == (str(example_photo), "coffee")
-    anonymous = decode.as_source(io.BytesIO(b"xyz"))
-    assert anonymous == decode.MemorySource(b"xyz", "<file object>", "image")
+    anonymous = sources.as_source(io.BytesIO(b"xyz"))
+    assert anonymous == sources.MemorySource(b"xyz", "<file object>", "image")
     with pytest.raises(InputError, match=r"^int: not a photo"):
-        decode.as_source(42)  # type: ignore[arg-type]  # a wrong type on purpose
+        sources.as_source(42)  # type: ignore[arg-type]  # a wrong type on purpose
 
 
 @pytest.mark.parametrize("label", [None, "upload.jpg"])
 def test_empty_memory_source_is_one_line_error_naming_the_label(label: str | None) -> None:
-    source = decode.MemorySource(b"") if label is None else decode.MemorySource(b"", label=label)
+    source = sources.MemorySource(b"") if label is None else sources.MemorySource(b"", label=label)
     for loader in (lambda s: decode.load_reduced(s, 256), decode.load_full):
         with pytest.raises(InputError) as err:
             loader(source)
@@ -212,9 +212,9 @@ def test_empty_memory_source_is_one_line_error_naming_the_label(label: str | Non
 def test_bad_memory_sources_are_one_line_errors_naming_the_label(example_photo: Path) -> None:
     data = example_photo.read_bytes()
     cases = {
-        decode.MemorySource(b"this is not a photo", "paste-1"): "not an image",
-        decode.MemorySource(data[: len(data) // 2], "half.jpg"): "corrupt or truncated",
-        decode.MemorySource(png_header_only(60_000, 60_000), "bomb"): "decompression-bomb",
+        sources.MemorySource(b"this is not a photo", "paste-1"): "not an image",
+        sources.MemorySource(data[: len(data) // 2], "half.jpg"): "corrupt or truncated",
+        sources.MemorySource(png_header_only(60_000, 60_000), "bomb"): "decompression-bomb",
     }
     for source, expected in cases.items():
         with pytest.raises(InputError) as err:
@@ -242,11 +242,11 @@ def test_reduce_image_and_pil_of() -> None:
     assert reduced.scale == 3.0 and reduced.image.size == (400, 267) and reduced.full is image
     assert reduced.label == "<api>" and (reduced.info.width, reduced.info.height) == (1200, 800)
     arr = np.zeros((10, 20, 3), np.uint8)
-    assert decode.pil_of(arr).size == (20, 10)
-    assert decode.pil_of(image) is image
-    assert decode.pil_of(b"bytes") is None and decode.pil_of(Path("x.jpg")) is None
+    assert sources.pil_of(arr).size == (20, 10)
+    assert sources.pil_of(image) is image
+    assert sources.pil_of(b"bytes") is None and sources.pil_of(Path("x.jpg")) is None
     with pytest.raises(InputError, match=r"^<array>: expected uint8"):
-        decode.pil_of(np.zeros((10, 20, 3), np.float32))
+        sources.pil_of(np.zeros((10, 20, 3), np.float32))
     with pytest.raises(InputError, match=r"^<api>: image has no pixels"):
         decode.reduce_image(Image.new("RGB", (0, 0)), 256, label="<api>")
 

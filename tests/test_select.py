@@ -164,7 +164,7 @@ def test_refine_boxes_with_equal_scores_that_are_not_exact_binary_fractions() ->
 
 @pytest.mark.parametrize("width,height", SIZES)
 @pytest.mark.parametrize("rw,rh", [(16, 9), (1, 1), (4, 5), (191, 100)])
-def test_refined_ratio_crops_snap_to_the_exact_ratio_inside_the_photo(width: int, height: int, rw: int, rh: int) -> None:
+def test_refined_ratio_crops_snap_to_the_exact_ratio_inside(width: int, height: int, rw: int, rh: int) -> None:
     boxes = ratio_candidates(width, height, rw, rh)
     if len(boxes) == 0:
         pytest.skip("no crop of this ratio fits")

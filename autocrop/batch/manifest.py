@@ -126,7 +126,7 @@ class ManifestWriter:
             pass
         self._file.close()
 
-    def __enter__(self) -> "ManifestWriter":
+    def __enter__(self) -> ManifestWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

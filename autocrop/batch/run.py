@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -111,7 +111,7 @@ def remove_stale_partials(out_root: Path) -> int:
     own ``.something.part``), and only under the output root.
     """
     removed = 0
-    for folder, dirs, files in os.walk(out_root, followlinks=False):
+    for folder, _dirs, files in os.walk(out_root, followlinks=False):
         for name in files:
             if is_temp_name(name):
                 try:
@@ -125,7 +125,7 @@ def remove_stale_partials(out_root: Path) -> int:
 class _Stop:
     """Turns SIGTERM (and SIGHUP) into KeyboardInterrupt in the main thread, restoring handlers afterwards."""
 
-    def __enter__(self) -> "_Stop":
+    def __enter__(self) -> _Stop:
         self._old: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
@@ -189,9 +189,8 @@ def run_batch(
     plan = plan_batch(opts)
     tally = Tally(total=len(plan.todo) + plan.done, done_before=plan.done, ignored=plan.stats.ignored, started=t0,
                   dry_run=opts.dry_run, out=str(plan.out), manifest=str(plan.manifest))
-    for entry in plan.stats.unreadable_dirs:
-        folder, _, reason = entry.partition(":")
-        tally.failures.append((folder + "/", "folder not readable: " + reason.strip()))
+    for folder, reason in plan.stats.unreadable_dirs:
+        tally.failures.append((folder, f"folder not readable: {reason}"))
     if opts.dry_run:
         for s in plan.todo:
             target = mirror_dir(plan.out, s.rel)

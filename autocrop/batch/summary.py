@@ -89,7 +89,7 @@ class Progress:
         self._count = 0
         self._t0 = time.perf_counter()
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         self._t0 = time.perf_counter()
         if self.quiet or self.total == 0:
             return self
@@ -135,7 +135,8 @@ class Progress:
         if self._bar is not None:
             self._bar.advance(self._task)
             if record.get("status") != "ok":
-                self._bar.console.print(f"[red]failed[/red] {record.get('path')}: {record.get('error')}", markup=True, highlight=False)
+                self._bar.console.print(f"[red]failed[/red] {record.get('path')}: {record.get('error')}",
+                                        markup=True, highlight=False)
             return
         elapsed = time.perf_counter() - self._t0
         rate = self._count / elapsed if elapsed > 0 else 0.0

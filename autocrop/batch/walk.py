@@ -47,7 +47,7 @@ class WalkStats:
     ignored: int = 0
     hidden: int = 0
     symlinked_dirs: int = 0
-    unreadable_dirs: list[str] = field(default_factory=list)
+    unreadable_dirs: list[tuple[str, str]] = field(default_factory=list)  # (folder relative to the root + "/", why)
 
 
 def _is_within(child: Path, parent: Path) -> bool:
@@ -125,7 +125,7 @@ def walk_sources(
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as err:
-            stats.unreadable_dirs.append(f"{rel_prefix or '.'}: {err.strerror or err}")
+            stats.unreadable_dirs.append((rel_prefix or "./", str(err.strerror or err)))
             return
         subdirs: list[os.DirEntry[str]] = []
         for entry in entries:

@@ -10,7 +10,7 @@ decided by its errno) stops the batch with one line and exit 2, as does any usag
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -39,36 +39,36 @@ def exit_code(tally: Tally) -> int:
 def batch_command(
     source: Annotated[Path, typer.Argument(metavar="SRC", show_default=False,
                                            help="Folder of photos (walked recursively by default).")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="DIR", show_default=False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", show_default=False,
                                                 help="Output folder [default: SRC-autocrop beside SRC].")] = None,
-    ratio: Annotated[Optional[list[str]], typer.Option("--ratio", "-r", metavar="W:H", show_default=False,
+    ratio: Annotated[list[str] | None, typer.Option("--ratio", "-r", metavar="W:H", show_default=False,
                                                        help="Aspect ratio W:H, 'original' or 'free' (repeat or "
                                                             "comma-separate for several).")] = None,
-    top: Annotated[Optional[int], typer.Option("--top", "-k", metavar="K", show_default=False,
+    top: Annotated[int | None, typer.Option("--top", "-k", metavar="K", show_default=False,
                                                help="Crops per ratio and photo [default: 1].")] = None,
-    size: Annotated[Optional[str], typer.Option("--size", metavar="WxH", show_default=False,
+    size: Annotated[str | None, typer.Option("--size", metavar="WxH", show_default=False,
                                                 help="Resize every crop to WxH pixels (shrinks only, see --upscale).")] = None,
-    long_edge: Annotated[Optional[int], typer.Option("--long-edge", metavar="PX", show_default=False,
+    long_edge: Annotated[int | None, typer.Option("--long-edge", metavar="PX", show_default=False,
                                                      help="Resize every crop so its longer side is PX pixels.")] = None,
     upscale: Annotated[bool, typer.Option("--upscale", help="Let --size / --long-edge enlarge small crops.")] = False,
-    quality: Annotated[Optional[int], typer.Option("--quality", metavar="Q", show_default=False,
+    quality: Annotated[int | None, typer.Option("--quality", metavar="Q", show_default=False,
                                                    help="JPEG/WebP quality 1..100 [default: 95].")] = None,
-    format: Annotated[Optional[str], typer.Option("--format", metavar="FORMAT", show_default=False,
+    format: Annotated[str | None, typer.Option("--format", metavar="FORMAT", show_default=False,
                                                   help="Output format jpeg, png, webp, tiff or bmp "
                                                        "[default: the input's].")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", metavar="PATTERN", show_default=False,
+    name: Annotated[str | None, typer.Option("--name", metavar="PATTERN", show_default=False,
                                                 help="Output file-name pattern, fields {stem} {rank} {ratio} {ext} "
                                                      "{w} {h}.")] = None,
     preview: Annotated[bool, typer.Option("--preview", help="Also write STEM.preview.png with the chosen boxes.")] = False,
-    model: Annotated[Optional[Path], typer.Option("--model", metavar="FILE", show_default=False,
+    model: Annotated[Path | None, typer.Option("--model", metavar="FILE", show_default=False,
                                                   help="Weights file (.safetensors) [default: the packaged model].")] = None,
-    device: Annotated[Optional[str], typer.Option("--device", metavar="DEVICE", show_default=False,
+    device: Annotated[str | None, typer.Option("--device", metavar="DEVICE", show_default=False,
                                                   help="auto, cpu, cuda, cuda:N or mps [default: cpu].")] = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk sub-folders.")] = True,
-    include: Annotated[Optional[list[str]], typer.Option("--include", metavar="GLOB", show_default=False,
+    include: Annotated[list[str] | None, typer.Option("--include", metavar="GLOB", show_default=False,
                                                          help="Only inputs whose name or relative path matches "
                                                               "(repeatable).")] = None,
-    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", metavar="GLOB", show_default=False,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", metavar="GLOB", show_default=False,
                                                          help="Skip inputs/folders whose name or relative path "
                                                               "matches (repeatable).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", metavar="N",
@@ -77,7 +77,7 @@ def batch_command(
                                                             "load no model.")] = False,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Skip inputs the manifest records as done "
                                                                       "with the same settings.")] = True,
-    manifest: Annotated[Optional[Path], typer.Option("--manifest", metavar="FILE", show_default=False,
+    manifest: Annotated[Path | None, typer.Option("--manifest", metavar="FILE", show_default=False,
                                                      help="Manifest file [default: OUT/autocrop-manifest.jsonl].")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files with output names even in "
                                                                 "a folder no batch wrote to.")] = False,
@@ -86,7 +86,7 @@ def batch_command(
     engine: Annotated[str, typer.Option("--engine", metavar="ENGINE",
                                         help="local (threads on this machine) or ray (a Ray cluster or a local "
                                              "Ray instance).")] = "local",
-    ray_address: Annotated[Optional[str], typer.Option("--ray-address", metavar="ADDRESS", envvar="RAY_ADDRESS",
+    ray_address: Annotated[str | None, typer.Option("--ray-address", metavar="ADDRESS", envvar="RAY_ADDRESS",
                                                        show_default=False,
                                                        help="Ray cluster address (e.g. auto or ray://head:10001); "
                                                             "none = start a local instance.")] = None,

@@ -9,8 +9,6 @@ from typing import Annotated
 
 import typer
 
-from autocrop.errors import UsageError
-
 config_app = typer.Typer(
     name="config",
     help="Show or change default settings (a TOML file; precedence: command line > AUTOCROP_<KEY> > file > built-in).",
@@ -18,29 +16,6 @@ config_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-
-
-def device_problem(device: str) -> str | None:
-    """Why torch cannot use ``device`` here ("cuda" on a CPU-only build), or None when it can.
-
-    ``device`` has passed :func:`autocrop.settings.check_device`; torch is imported only for cuda and mps.
-    """
-    if not device.startswith(("cuda", "mps")):
-        return None
-    import torch
-
-    if device == "mps":
-        if torch.backends.mps.is_available():
-            return None
-        return f"device {device!r}: not available (torch {torch.__version__} finds no Apple GPU); use cpu or auto"
-    if not torch.cuda.is_available():
-        why = "was built without CUDA" if torch.version.cuda is None else "finds no CUDA GPU"
-        return f"device {device!r}: not available (torch {torch.__version__} {why}); use cpu or auto"
-    index = int(device.partition(":")[2] or 0)
-    count = torch.cuda.device_count()
-    if index >= count:
-        return f"device {device!r}: not available (torch sees {count} CUDA GPU(s): cuda:0..cuda:{count - 1})"
-    return None
 
 
 @config_app.command("path")
@@ -92,10 +67,10 @@ def set_command(
     """Store KEY = VALUE in the config file (checked first; a device must be usable here)."""
     from autocrop.commands.config_file import parse_value, set_value
 
-    if key == "device":
-        problem = device_problem(parse_value(key, value))
-        if problem:
-            raise UsageError(problem)
+    if key == "device" and parse_value(key, value).startswith(("cuda", "mps")):
+        from autocrop.model.resolve import resolve_device
+
+        resolve_device(value)  # usable here? (torch is imported for these two only)
     path = set_value(key, value)
     done = "set in" if value.strip() else "back to its built-in default; removed from"
     typer.echo(f"{key} {done} {path}", err=True)

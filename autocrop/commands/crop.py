@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -30,26 +30,26 @@ def crop_command(
     images: Annotated[list[str], typer.Argument(
         metavar="IMAGE...", show_default=False,
         help="Photos to crop (JPEG, PNG, WebP, TIFF, BMP, GIF, AVIF; HEIC with the heif extra); '-' reads one from stdin.")],
-    ratio: Annotated[Optional[list[str]], typer.Option("--ratio", "-r", metavar="W:H", help=RATIO_HELP,
+    ratio: Annotated[list[str] | None, typer.Option("--ratio", "-r", metavar="W:H", help=RATIO_HELP,
                                                        show_default=False)] = None,
-    top: Annotated[Optional[int], typer.Option("--top", "-k", metavar="K", show_default=False,
+    top: Annotated[int | None, typer.Option("--top", "-k", metavar="K", show_default=False,
                                                help="Crops per photo and ratio [default: 1].")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", "-o", metavar="DIR", show_default=False,
+    out: Annotated[str | None, typer.Option("--out", "-o", metavar="DIR", show_default=False,
                                                help="Folder for the crops [default: beside each photo]; '-' writes "
                                                     "the one crop to stdout.")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", metavar="PATTERN", show_default=False,
+    name: Annotated[str | None, typer.Option("--name", metavar="PATTERN", show_default=False,
                                                 help="File-name pattern with {stem} {rank} {ratio} {ext} {w} {h} "
                                                      "[default: {stem}.crop{rank}.{ext}].")] = None,
-    size: Annotated[Optional[str], typer.Option("--size", metavar="WxH", show_default=False,
+    size: Annotated[str | None, typer.Option("--size", metavar="WxH", show_default=False,
                                                 help="Resize every crop to WxH pixels (shrinks only, see --upscale; "
                                                      "implies --ratio W:H when none is given).")] = None,
-    long_edge: Annotated[Optional[int], typer.Option("--long-edge", metavar="PX", show_default=False,
+    long_edge: Annotated[int | None, typer.Option("--long-edge", metavar="PX", show_default=False,
                                                      help="Resize every crop so its longer side is PX pixels "
                                                           "(shrinks only, see --upscale).")] = None,
     upscale: Annotated[bool, typer.Option("--upscale", help="Let --size / --long-edge enlarge small crops.")] = False,
-    quality: Annotated[Optional[int], typer.Option("--quality", metavar="Q", show_default=False,
+    quality: Annotated[int | None, typer.Option("--quality", metavar="Q", show_default=False,
                                                    help="JPEG/WebP quality 1..100 [default: 95].")] = None,
-    format: Annotated[Optional[str], typer.Option("--format", metavar="FORMAT", show_default=False,
+    format: Annotated[str | None, typer.Option("--format", metavar="FORMAT", show_default=False,
                                                   help="Output format jpeg, png, webp, tiff or bmp "
                                                        "[default: the input's].")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
@@ -57,11 +57,11 @@ def crop_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Choose the crops and list the planned files; "
                                                             "write nothing.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files (never an input).")] = False,
-    model: Annotated[Optional[Path], typer.Option("--model", metavar="FILE", show_default=False,
+    model: Annotated[Path | None, typer.Option("--model", metavar="FILE", show_default=False,
                                                   help="Model weights (.safetensors) [default: the packaged model].")] = None,
-    device: Annotated[Optional[str], typer.Option("--device", metavar="DEVICE", show_default=False,
+    device: Annotated[str | None, typer.Option("--device", metavar="DEVICE", show_default=False,
                                                   help="auto, cpu, cuda, cuda:N or mps [default: cpu].")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", metavar="N", envvar="AUTOCROP_THREADS",
+    threads: Annotated[int | None, typer.Option("--threads", metavar="N", envvar="AUTOCROP_THREADS",
                                                    show_default=False,
                                                    help="torch threads [default: the idle cores].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,

@@ -16,7 +16,6 @@ from typing import Annotated, Any
 
 import typer
 
-from autocrop.commands.config import device_problem
 from autocrop.commands.exit_codes import EXIT_PROBLEM
 from autocrop.errors import AutocropError
 
@@ -126,6 +125,17 @@ def _config_section(problems: list[str]) -> dict[str, Any]:
     return entry
 
 
+def _device_problem(device: str | None) -> str | None:
+    """Why the configured ``device`` cannot be used on this machine, or None."""
+    from autocrop.model.resolve import resolve_device
+
+    try:
+        resolve_device(device or "cpu")
+    except AutocropError as err:
+        return f"configured {err}"
+    return None
+
+
 def _data_section() -> dict[str, Any]:
     from autocrop.data.locate import DATA_ENV, default_data_root
 
@@ -159,9 +169,9 @@ def collect(model: Path | None = None) -> dict[str, Any]:
         report["model"] = _model_section(model or (Path(configured) if configured else None), problems)
         if model is None and configured:
             report["model"]["from_config"] = True
-        problem = device_problem(report["config"].get("device") or "cpu")
+        problem = _device_problem(report["config"].get("device"))
         if problem:
-            problems.append(f"configured {problem}")
+            problems.append(problem)
     else:
         report["model"] = {"status": "error", "message": "torch is not importable"}
     report["data"] = _data_section()

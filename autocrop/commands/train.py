@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -40,34 +40,34 @@ def _default_init() -> Path:
 
 def train_command(
     data: Annotated[list[str], typer.Option("--data", help="gaicd | fcdb | PATH to a GAICD-layout folder (repeat to mix).")],
-    data_dir: Annotated[Optional[Path], typer.Option(help="Dataset folder when one --data is given (wins over --gaicd-dir / --fcdb-dir).")] = None,
-    gaicd_dir: Annotated[Optional[Path], typer.Option(help="GAICD folder [default: config gaicd_dir, else $AUTOCROP_DATA_DIR/GAICD].")] = None,
-    fcdb_dir: Annotated[Optional[Path], typer.Option(help="FCDB folder [default: config fcdb_dir, else $AUTOCROP_DATA_DIR/FCDB].")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Dataset folder when one --data is given (wins over --gaicd-dir / --fcdb-dir).")] = None,
+    gaicd_dir: Annotated[Path | None, typer.Option(help="GAICD folder [default: config gaicd_dir, else $AUTOCROP_DATA_DIR/GAICD].")] = None,
+    fcdb_dir: Annotated[Path | None, typer.Option(help="FCDB folder [default: config fcdb_dir, else $AUTOCROP_DATA_DIR/FCDB].")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Epochs to train.")] = R.epochs,
     out: Annotated[Path, typer.Option(help="Output folder: checkpoints, best.safetensors + card.")] = Path("runs/train"),
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from OUT/last.safetensors.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of shuffling, augmentation and initialisation.")] = R.seed,
     folds: Annotated[int, typer.Option(min=2, help="Number of GAICD cross-validation folds.")] = 5,
-    fold: Annotated[Optional[int], typer.Option(help="Validate on this GAICD fold (0-based); omit to train on all.")] = None,
-    init: Annotated[Optional[Path], typer.Option(help=f"ImageNet MobileNetV2 .pth (torchvision layout) or a .safetensors model to fine-tune [default: weights/{IMAGENET_FILE} in the data folder].")] = None,
+    fold: Annotated[int | None, typer.Option(help="Validate on this GAICD fold (0-based); omit to train on all.")] = None,
+    init: Annotated[Path | None, typer.Option(help=f"ImageNet MobileNetV2 .pth (torchvision layout) or a .safetensors model to fine-tune [default: weights/{IMAGENET_FILE} in the data folder].")] = None,
     splitter: Annotated[bool, typer.Option("--splitter/--no-splitter", help="VRN feature splitter + image-wise learner.")] = True,
     spatial: Annotated[bool, typer.Option("--spatial/--no-spatial", help="Spatial-aware feature (Wang et al. 2023).")] = True,
     pairwise: Annotated[bool, typer.Option("--pairwise/--no-pairwise", help="Pairwise rank classifier + rank consistency.")] = True,
     flip_tta: Annotated[bool, typer.Option("--flip-tta/--no-flip-tta", help="Score crops as the mean over the photo and its mirror image (validation and inference).")] = False,
-    input_short_side: Annotated[Optional[int], typer.Option(min=64, max=1024, help="Network input short side in pixels (long side capped at 2x) [default: 256, or the --init model's].")] = None,
+    input_short_side: Annotated[int | None, typer.Option(min=64, max=1024, help="Network input short side in pixels (long side capped at 2x) [default: 256, or the --init model's].")] = None,
     lr: Annotated[float, typer.Option(help="Learning rate of the backbone.")] = R.backbone_lr,
-    head_lr: Annotated[Optional[float], typer.Option(help="Learning rate of the heads [default: 5 x --lr].")] = None,
+    head_lr: Annotated[float | None, typer.Option(help="Learning rate of the heads [default: 5 x --lr].")] = None,
     gaicd_repeat: Annotated[int, typer.Option(min=1, help="Times each GAICD image is seen per epoch.")] = R.gaicd_repeat,
     rank_gain_weight: Annotated[float, typer.Option(min=0.0, help="Weight of VRN's ranking gain loss (0: off).")] = R.lambda_rank_gain,
     listwise_weight: Annotated[float, typer.Option(min=0.0, help="Weight of LVRN's listwise top-1 loss (0: off).")] = R.lambda_listwise,
     listwise_temperature: Annotated[float, typer.Option(min=0.01, help="Temperature T of the listwise target softmax(z-scored MOS / T); lower puts more weight on the best crops.")] = R.listwise_temperature,
     crops_per_image: Annotated[int, typer.Option(min=2, help="Annotated crops scored per training step (128: all of a GAICD image).")] = R.crops_per_image,
-    fcdb_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="FCDB images per epoch when mixing datasets (a new random subset each epoch) [default: all].")] = R.fcdb_per_epoch,
+    fcdb_per_epoch: Annotated[int | None, typer.Option(min=1, help="FCDB images per epoch when mixing datasets (a new random subset each epoch) [default: all].")] = R.fcdb_per_epoch,
     scale_jitter: Annotated[float, typer.Option(min=0.0, max=0.5, help="Resize training images by a random factor in [1-s, 1+s].")] = R.scale_jitter,
-    teacher: Annotated[Optional[Path], typer.Option(help="Self-training: add FCDB train photos (minus FCDB validation) whose grid crops this model scores.")] = None,
-    swa_start: Annotated[Optional[int], typer.Option(min=0, help="Average the weights of epochs >= this (0-based): stochastic weight averaging [default: off].")] = R.swa_start,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="Use at most N images per dataset (smoke tests).")] = None,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads [default: every CPU this process may use].")] = None,
+    teacher: Annotated[Path | None, typer.Option(help="Self-training: add FCDB train photos (minus FCDB validation) whose grid crops this model scores.")] = None,
+    swa_start: Annotated[int | None, typer.Option(min=0, help="Average the weights of epochs >= this (0-based): stochastic weight averaging [default: off].")] = R.swa_start,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use at most N images per dataset (smoke tests).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads [default: every CPU this process may use].")] = None,
 ) -> None:
     """Train a ranking model. Never reads FCDB test images; validation is a GAICD fold and/or 10% of FCDB train."""
     import torch
@@ -171,7 +171,14 @@ def _fit_with_progress(trainer: Any, card: dict[str, Any], console: Any, epochs:
     """``trainer.fit(card)`` with a progress bar (a line per tenth of an epoch when stderr is not a terminal)."""
     import time
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from autocrop.commands.exit_codes import EXIT_INTERRUPTED
 

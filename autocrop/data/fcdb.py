@@ -10,8 +10,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from autocrop.errors import DatasetError
 
 SPLIT_FILES = {"train": "cropping_training_set.json", "test": "cropping_testing_set.json"}

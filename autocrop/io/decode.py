@@ -22,17 +22,16 @@ one-line :class:`~autocrop.errors.InputError` before any pixel is decoded.
 
 from __future__ import annotations
 
-import io
 import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from autocrop.errors import InputError
+from autocrop.io.sources import MemorySource, Source, as_source, source_label, stream_of
 
 HEIF_SUFFIXES = frozenset({".heic", ".heif", ".hif"})
 HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
@@ -58,57 +57,13 @@ def heif_available() -> bool:
     global _heif_state
     if _heif_state is None:
         try:
-            import pillow_heif  # type: ignore[import-not-found]
+            import pillow_heif
 
             pillow_heif.register_heif_opener()
             _heif_state = True
         except ImportError:
             _heif_state = False
     return _heif_state
-
-
-@dataclass(frozen=True)
-class MemorySource:
-    """A photo held in memory (stdin, an upload, a file object): its bytes and the name to report.
-
-    label: what messages call it ("<stdin>"). stem: the file-name stem its outputs use ("stdin").
-    """
-
-    data: bytes
-    label: str = "<memory>"
-    stem: str = "image"
-
-
-Source = Path | MemorySource
-
-
-def as_source(value: str | Path | bytes | bytearray | memoryview | IO[bytes] | MemorySource) -> Source:
-    """A path (str or Path), bytes or a binary file object -> :data:`Source`."""
-    if isinstance(value, (MemorySource, Path)):
-        return value
-    if isinstance(value, str):
-        return Path(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return MemorySource(bytes(value), label="<bytes>", stem="image")
-    if hasattr(value, "read"):
-        name = getattr(value, "name", None)
-        data = value.read()
-        if not isinstance(data, (bytes, bytearray)):
-            raise InputError(f"{name or '<file object>'}: a file object must be opened in binary mode ('rb')")
-        label = str(name) if isinstance(name, str) else "<file object>"
-        stem = Path(name).stem if isinstance(name, str) and name and not name.startswith("<") else "image"
-        return MemorySource(bytes(data), label=label, stem=stem or "image")
-    raise InputError(f"{type(value).__name__}: not a photo (give a path, bytes, a binary file object, "
-                     "a PIL image or a numpy array)")
-
-
-def source_label(source: Source) -> str:
-    """How messages name ``source``: the path as given, or the memory source's label."""
-    return str(source) if isinstance(source, Path) else source.label
-
-
-def _stream(source: Source) -> str | IO[bytes]:
-    return str(source) if isinstance(source, Path) else io.BytesIO(source.data)
 
 
 @dataclass(frozen=True)
@@ -214,7 +169,7 @@ def open_image(source: Source) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(_stream(source))
+            image = Image.open(stream_of(source))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(f"{path}: image dimensions exceed the decompression-bomb limit of "
                          f"{Image.MAX_IMAGE_PIXELS} pixels (PIL.Image.MAX_IMAGE_PIXELS)") from None
@@ -280,7 +235,7 @@ def _decode(image: Image.Image, source: Source) -> None:
     path = source_label(source)
     try:
         if image.format == "PNG":
-            with Image.open(_stream(source)) as check:
+            with Image.open(stream_of(source)) as check:
                 check.verify()
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -431,18 +386,3 @@ def reduce_image(image: Image.Image, min_short_side: int, label: str = "<image>"
     if rgb is image:
         rgb = image.copy()
     return ReducedImage(info=info, image=rgb, scale=float(factor), full=image)
-
-
-def pil_of(source: object) -> Image.Image | None:
-    """A PIL image for PIL/numpy sources, None for sources that must be decoded."""
-    if isinstance(source, (str, Path, bytes, bytearray, memoryview, MemorySource)) or hasattr(source, "read"):
-        return None
-    if isinstance(source, Image.Image):
-        return source
-    if isinstance(source, np.ndarray):
-        if source.dtype != np.uint8 or source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (3, 4)):
-            raise InputError(f"<array>: expected uint8 [H, W], [H, W, 3] or [H, W, 4], got {source.dtype} "
-                             f"{list(source.shape)}")
-        return Image.fromarray(np.ascontiguousarray(source))
-    raise InputError(f"{type(source).__name__}: not a photo (give a path, bytes, a binary file object, "
-                     "a PIL image or a numpy array)")

@@ -20,7 +20,7 @@ from typing import IO
 from PIL import Image
 
 from autocrop.errors import UsageError
-from autocrop.io.decode import ORIENTATION_TAG, to_uint8, to_rgb
+from autocrop.io.decode import ORIENTATION_TAG, to_rgb, to_uint8
 from autocrop.io.fs import atomic_write
 from autocrop.settings import DEFAULT_QUALITY, check_format
 

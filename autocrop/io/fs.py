@@ -91,7 +91,10 @@ def _link_new(tmp: Path, path: Path) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = True) -> None:
     """Write ``data`` to ``path`` atomically (weights, cards, manifests, reports); see :func:`atomic_write`."""
-    atomic_write(Path(path), lambda fh: fh.write(data), overwrite=overwrite)
+    def write(fh: IO[bytes]) -> None:
+        fh.write(data)
+
+    atomic_write(Path(path), write, overwrite=overwrite)
 
 
 def remove_quietly(path: Path) -> None:
