@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -185,9 +186,10 @@ def _use_compiled(features: Tensor, rois: Tensor) -> bool:
 class _CompiledAlign(torch.autograd.Function):
     """Autograd wrapper of ``torch.ops.autocrop.{roi,rod}_align_{forward,backward}`` (gradient w.r.t. features)."""
 
+    # ``ctx`` is typed Any: the saved attributes (args, feature_shape) are ours, not FunctionCtx's
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx,
+    def forward(
+        ctx: Any,
         features: Tensor,
         rois: Tensor,
         op: str,
@@ -209,7 +211,7 @@ class _CompiledAlign(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         (rois,) = ctx.saved_tensors
         op, oh, ow, spatial_scale, sampling_ratio, aligned = ctx.args
         grad_features = None

@@ -75,7 +75,8 @@ def refine_boxes(
     if boxes.shape[0] != scores.shape[0]:
         raise ValueError(f"{boxes.shape[0]} boxes but {scores.shape[0]} scores")
     spread = float(scores.std()) if scores.size else 0.0
-    if chosen.size == 0 or temperature <= 0 or spread <= 0:
+    scale = float(np.abs(scores).max()) if scores.size else 0.0
+    if chosen.size == 0 or temperature <= 0 or spread <= 1e-9 * max(1.0, scale):  # equal scores up to rounding
         return boxes[chosen].copy()
     overlap = box_iou(boxes[chosen], boxes)  # [K, N]
     refined = np.empty((chosen.size, 4), dtype=np.float64)
@@ -99,8 +100,9 @@ def final_boxes(boxes: np.ndarray, scores: np.ndarray, chosen: np.ndarray, width
     free. Each crop is its refined view (see :func:`refine_boxes`) snapped to whole pixels and the
     exact ratio, always inside the photo. Refinement never makes the crops less distinct than the
     chosen views were: crop k keeps its refined box only if it overlaps every earlier crop by at most
-    ``max(diversity, the largest IoU of view k with the earlier views)``; else it falls back to its
-    snapped view. Crop k depends only on views 1..k, so asking for more crops never changes the first ones.
+    ``max(diversity, the largest IoU of view k with those crops)``; else it is its snapped view. So
+    refining never makes a crop more alike to the ones before it than its own view is, and crop k
+    depends only on views 1..k: asking for more crops never changes the first ones.
     """
     chosen = np.asarray(chosen, dtype=np.int64).reshape(-1)
     views = np.asarray([snap_box(box, width, height, ratio) for box in np.asarray(boxes)[chosen]],
@@ -111,6 +113,7 @@ def final_boxes(boxes: np.ndarray, scores: np.ndarray, chosen: np.ndarray, width
     final: list[np.ndarray] = []
     for k, view in enumerate(views):
         candidate = snap_box(refined[k], width, height, ratio)
-        bound = max(diversity, max_iou(view, views[:k]))
-        final.append(candidate if max_iou(candidate, np.asarray(final)) <= bound else view)
+        earlier = np.asarray(final)
+        bound = max(diversity, max_iou(view, earlier))
+        final.append(candidate if max_iou(candidate, earlier) <= bound else view)
     return np.asarray(final, dtype=np.int64).reshape(-1, 4)

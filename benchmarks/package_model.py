@@ -55,8 +55,9 @@ def main() -> None:
     if folds:
         mean = mean_metrics(folds)
         card["cross_validation"] = {
-            "protocol": "GAICD images of ../shared/data split into 5 fixed folds (seed 0); each fold validated by a model "
-            "trained on the other 4 folds with the packaged recipe; last epoch, GAIC protocol (autocrop.bench.metrics)",
+            "protocol": "GAICD images of ../shared/data split into 5 fixed folds (seed 0); each fold validated "
+            "by a model trained on the other 4 folds with the packaged recipe; last epoch, GAIC protocol "
+            "(autocrop.bench.metrics)",
             "folds": folds,
             "mean": mean,
         }
@@ -73,17 +74,19 @@ def main() -> None:
     if args.ablation_folds:
         rows = []
         for prefix in args.ablation_folds:
-            runs = [Path(f"{prefix}_f{f}") for f in range(5) if (Path(f"{prefix}_f{f}") / "final.safetensors").is_file()]
+            candidates = [Path(f"{prefix}_f{f}") for f in range(5)]
+            runs = [run for run in candidates if (run / "final.safetensors").is_file()]
             folds = [last_metrics(run) for run in runs]
             rows.append({"run": Path(prefix).name, "folds": [int(r.name[-1]) for r in runs],
                          **mean_metrics(folds)})
-        card["ablation"] = {"note": args.ablation_note or "GAICD folds listed per row, last epoch, each row adds one component",
-                            "rows": rows}
+        note = args.ablation_note or "GAICD folds listed per row, last epoch, each row adds one component"
+        card["ablation"] = {"note": note, "rows": rows}
     PACKAGED_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(PACKAGED_WEIGHTS, source.read_bytes(), overwrite=True)
     card["weights_file"] = PACKAGED_WEIGHTS.name
     write_card(PACKAGED_WEIGHTS, card)
-    print(f"packaged {PACKAGED_WEIGHTS} ({PACKAGED_WEIGHTS.stat().st_size / 1e6:.1f} MB, sha256 {card['sha256'][:12]}...)")
+    size_mb = PACKAGED_WEIGHTS.stat().st_size / 1e6
+    print(f"packaged {PACKAGED_WEIGHTS} ({size_mb:.1f} MB, sha256 {card['sha256'][:12]}...)")
     if folds:
         print("cross-validation mean:", card["cross_validation"]["mean"])
 

@@ -32,7 +32,7 @@ def _photo(path: Path, size: tuple[int, int], seed: int) -> None:
     rng = np.random.default_rng(seed)
     x = np.linspace(0, 1, w)[None, :, None]
     y = np.linspace(0, 1, h)[:, None, None]
-    base = (60 + 80 * x + 40 * y + rng.uniform(0, 30, (1, 1, 3))).repeat(h, 0).repeat(w, 1)
+    base = 60 + 80 * x + 40 * y + rng.uniform(0, 30, (1, 1, 3))  # broadcast to [h, w, 3]
     image = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
     cx, cy = int(rng.integers(w // 4, 3 * w // 4)), int(rng.integers(h // 4, 3 * h // 4))

@@ -232,6 +232,7 @@ def test_state_dict_check_is_one_line_for_shape_and_key_mismatches(tmp_path):
     with pytest.raises(ModelError, match="unexpected \\['extra.weight'\\]"):
         load_state_checked(ViewRankingNet(ModelConfig()), {**state, "extra.weight": state["score_head.bias"]}, "m")
     with pytest.raises(ModelError, match="missing \\['score_head.bias'\\]"):
-        load_state_checked(ViewRankingNet(ModelConfig()), {k: v for k, v in state.items() if k != "score_head.bias"}, "m")
+        partial = {k: v for k, v in state.items() if k != "score_head.bias"}
+        load_state_checked(ViewRankingNet(ModelConfig()), partial, "m")
     pairwise = ViewRankingNet(ModelConfig(pairwise=True, splitter=True)).state_dict()
     load_state_checked(ViewRankingNet(ModelConfig(splitter=True)), pairwise, "m")  # training-only heads may go

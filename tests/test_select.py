@@ -231,7 +231,7 @@ def test_final_boxes_keep_the_exact_ratio_inside_the_photo(width: int, height: i
 @pytest.mark.parametrize("ratio", ["random", "free", "16:9", "1:1"])
 @pytest.mark.parametrize("seed", range(4))
 def test_final_boxes_never_less_distinct_than_their_views(ratio: str, seed: int) -> None:
-    """Crop k overlaps every earlier crop by at most max(diversity, IoU of view k with the earlier views)."""
+    """Crop k overlaps the earlier crops by at most max(diversity, IoU of view k with those crops)."""
     if ratio == "random":
         boxes, scores = _random_candidates(seed)
         exact = None
@@ -246,7 +246,7 @@ def test_final_boxes_never_less_distinct_than_their_views(ratio: str, seed: int)
         crops = final_boxes(boxes, scores, chosen, 640, 427, exact, refine=True, diversity=diversity)
         assert np.all(crops[:, :2] >= 0) and np.all(crops[:, 2] <= 640) and np.all(crops[:, 3] <= 427)
         for k in range(1, len(crops)):
-            bound = max(diversity, box_iou(views[k], views[:k]).max())
+            bound = max(diversity, box_iou(views[k], crops[:k]).max())
             worst = box_iou(crops[k], crops[:k]).max()
             assert worst <= bound + 1e-12, f"diversity {diversity}: crop {k} {crops[k].tolist()} overlaps an " \
                 f"earlier crop by {worst:.4f} > {bound:.4f} (crops {crops[:k].tolist()}, views {views.tolist()})"

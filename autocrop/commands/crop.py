@@ -28,7 +28,7 @@ EPILOG = ("Example: autocrop photo.jpg --ratio 16:9 --top 3 --out crops/   "
 
 def crop_command(
     images: Annotated[list[str], typer.Argument(
-        metavar="IMAGE...", show_default=False,
+        metavar="IMAGE", show_default=False,
         help="Photos to crop (JPEG, PNG, WebP, TIFF, BMP, GIF, AVIF; HEIC with the heif extra); '-' reads one from stdin.")],
     ratio: Annotated[list[str] | None, typer.Option("--ratio", "-r", metavar="W:H", help=RATIO_HELP,
                                                        show_default=False)] = None,

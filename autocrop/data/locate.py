@@ -23,7 +23,7 @@ NO_DATA_ROOT = f"no dataset folder: set {DATA_ENV} or pass --data-dir"
 
 
 def checkout_root() -> Path | None:
-    """The source checkout this package runs from (the folder above ``autocrop/`` with a ``pyproject.toml``), else None."""
+    """The source checkout this package runs from (the folder above ``autocrop/`` holds ``pyproject.toml``), or None."""
     root = Path(__file__).resolve().parent.parent.parent
     return root if (root / "pyproject.toml").is_file() else None
 
@@ -41,7 +41,10 @@ def find_data_root() -> Path | None:
 
 
 def default_data_root() -> Path:
-    """The data root by the rules above; raises :class:`DatasetError` (one line naming ``AUTOCROP_DATA_DIR``) when there is none."""
+    """The data root by the rules above.
+
+    Raises :class:`DatasetError` (one line naming ``AUTOCROP_DATA_DIR``) when there is none.
+    """
     root = find_data_root()
     if root is None:
         raise DatasetError(NO_DATA_ROOT)

@@ -41,6 +41,8 @@ def as_source(value: str | Path | bytes | bytearray | memoryview | IO[bytes] | M
         return MemorySource(bytes(value), label="<bytes>", stem="image")
     if hasattr(value, "read"):
         name = getattr(value, "name", None)
+        if isinstance(value, io.TextIOBase) or "b" not in str(getattr(value, "mode", "b")):
+            raise InputError(f"{name or '<file object>'}: a file object must be opened in binary mode ('rb')")
         data = value.read()
         if not isinstance(data, (bytes, bytearray)):
             raise InputError(f"{name or '<file object>'}: a file object must be opened in binary mode ('rb')")

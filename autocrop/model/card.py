@@ -59,7 +59,8 @@ def stamped(card: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``card`` with this autocrop's version and the current UTC time (``created``) set."""
     from autocrop import __version__
 
-    return {**card, "autocrop_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return {**card, "autocrop_version": __version__, "created": created}
 
 
 def unique_images(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -74,7 +75,9 @@ def unique_images(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return unique
 
 
-def merged_training_images(cards: Iterable[dict[str, Any]], extra: Iterable[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+def merged_training_images(
+    cards: Iterable[dict[str, Any]], extra: Iterable[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
     """Every image the models of ``cards`` were trained on, then ``extra``, without repeats.
 
     A model fine-tuned from another has seen its starting model's images; an average of models has

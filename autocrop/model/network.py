@@ -60,7 +60,9 @@ class FeatureSplitter(nn.Module):
     def __init__(self, channels: int, reduction: int = 8) -> None:
         super().__init__()
         self.fc = nn.Sequential(
-            nn.Linear(channels, channels // reduction), nn.ReLU(inplace=True), nn.Linear(channels // reduction, channels)
+            nn.Linear(channels, channels // reduction),
+            nn.ReLU(inplace=True),
+            nn.Linear(channels // reduction, channels),
         )
 
     def forward(self, feat: Tensor) -> tuple[Tensor, Tensor]:
@@ -80,17 +82,24 @@ class SpatialAwareFeature(nn.Module):
     def __init__(self, num_maps: int, size: int, dim: int, hidden: int = 16) -> None:
         super().__init__()
         self.size = size
-        self.attention = nn.Sequential(nn.Linear(num_maps, num_maps), nn.ReLU(inplace=True), nn.Linear(num_maps, num_maps))
+        self.attention = nn.Sequential(
+            nn.Linear(num_maps, num_maps), nn.ReLU(inplace=True), nn.Linear(num_maps, num_maps)
+        )
         self.conv1_maps = nn.Conv2d(num_maps, hidden, 5, padding=2)
         self.conv1_mask = nn.Conv2d(1, hidden, 5, padding=2, bias=False)
         self.conv2 = nn.Conv2d(hidden, hidden, 5, padding=2)
         self.fc = nn.Linear(hidden * (size // 4) ** 2, dim)
 
-    def forward(self, layer_maps: list[Tensor], boxes: Tensor, batch_index: Tensor, image_hw: tuple[int, int]) -> Tensor:
+    def forward(
+        self, layer_maps: list[Tensor], boxes: Tensor, batch_index: Tensor, image_hw: tuple[int, int]
+    ) -> Tensor:
         """layer_maps: per-layer features [B, C_l, H_l, W_l]; boxes [N, 4] input pixels -> [N, dim]."""
         s = self.size
         maps = torch.cat(
-            [F.interpolate(m.amax(dim=1, keepdim=True), size=(s, s), mode="bilinear", align_corners=False) for m in layer_maps],
+            [
+                F.interpolate(m.amax(dim=1, keepdim=True), size=(s, s), mode="bilinear", align_corners=False)
+                for m in layer_maps
+            ],
             dim=1,
         )  # [B, L, s, s]
         weights = torch.sigmoid(self.attention(maps.mean(dim=(2, 3))))[:, :, None, None]

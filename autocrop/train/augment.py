@@ -37,5 +37,7 @@ def random_rescale(image: Tensor, generator: torch.Generator, strength: float) -
     h, w = image.shape[-2:]
     factor = 1.0 + strength * (2 * torch.rand(1, generator=generator).item() - 1)
     new_h, new_w = max(32, round(h * factor)), max(32, round(w * factor))
-    resized = torch.nn.functional.interpolate(image, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
+    resized = torch.nn.functional.interpolate(
+        image, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True
+    )
     return resized, np.asarray([new_w / w, new_h / h, new_w / w, new_h / h], np.float32)

@@ -41,7 +41,10 @@ class Splits:
     @property
     def training_images(self) -> list[dict[str, str]]:
         """Every image the model is trained on, as recorded in the model card."""
-        return [{"dataset": s.dataset, "name": Path(s.name).name if s.dataset == "fcdb" else f"{s.name}.jpg"} for s in self.train]
+        return [
+            {"dataset": s.dataset, "name": Path(s.name).name if s.dataset == "fcdb" else f"{s.name}.jpg"}
+            for s in self.train
+        ]
 
 
 def gaicd_folds(names: list[str], folds: int) -> list[int]:

@@ -33,7 +33,9 @@ def teacher_labelled(teacher: ViewScorer, fcdb_samples: list[TrainSample], confi
     """
     teacher_cfg = teacher.config
     if (teacher_cfg.input_short_side, teacher_cfg.max_long_side) != (config.input_short_side, config.max_long_side):
-        raise ModelError(f"{teacher.weights_path}: teacher input size differs from the student's; cannot share decoded images")
+        raise ModelError(
+            f"{teacher.weights_path}: teacher input size differs from the student's; cannot share decoded images"
+        )
     standard = teacher.card.get("mos_standardization") or {"mean": 0.0, "std": 1.0}
     labelled = []
     for sample in fcdb_samples:

@@ -73,7 +73,9 @@ class RankConsistencyLoss(nn.Module):
         return F.relu(self.delta + sign * (score_j - score_i)).mean()
 
 
-def mos_pairs(mos: Tensor, margin: float = 0.5, max_pairs: int = 256, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def mos_pairs(
+    mos: Tensor, margin: float = 0.5, max_pairs: int = 256, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
     """Index pairs (i, j) [P] with mos[i] - mos[j] > margin (i better), at most ``max_pairs`` sampled."""
     diff = mos.unsqueeze(1) - mos.unsqueeze(0)
     i, j = torch.nonzero(diff > margin, as_tuple=True)

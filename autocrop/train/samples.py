@@ -73,7 +73,7 @@ def gaicd_sample(image: ScoredImage, config: ModelConfig) -> TrainSample:
 
 
 def fcdb_sample(image: FCDBImage, config: ModelConfig) -> TrainSample:
-    """An FCDB image at the network input size: grid candidates + the annotated crop (last), IoU targets, voted pairs."""
+    """An FCDB image at the network input size: grid candidates + the annotated crop (last), IoU targets, pairs."""
     pixels, sx, sy, size = decode_resized(image.path, config)
     scale = np.asarray([sx, sy, sx, sy], np.float32)
     h, w = pixels.shape[:2]

@@ -29,8 +29,10 @@ def average_model_files(paths: Sequence[str | Path], out: str | Path) -> dict[st
     tensors0, config0, card0 = members[0]
     for path, (tensors, config, _) in zip(paths[1:], members[1:]):
         if config != config0 or tensors.keys() != tensors0.keys():
-            raise ModelError(f"{path}: model config or tensors differ from {paths[0]}; only like models can be averaged")
-    averaged = {key: sum(t[key] for t, _, _ in members) / len(members) for key in tensors0}
+            raise ModelError(
+                f"{path}: model config or tensors differ from {paths[0]}; only like models can be averaged"
+            )
+    averaged = {key: sum((t[key] for t, _, _ in members[1:]), tensors0[key]) / len(members) for key in tensors0}
     card = stamped(without_fields(card0, RUN_FIELDS + FILE_FIELDS))
     card["training_images"] = merged_training_images(c for _, _, c in members)
     card["averaged_from"] = [

@@ -290,8 +290,10 @@ class Trainer:
         model.load_state_dict(self.swa_state)
         return model
 
-    def _save_model(self, path: Path, card: dict[str, Any], stats: EpochStats, model: torch.nn.Module) -> dict[str, Any]:
-        """Write ``model`` to ``path`` with ``card`` + this run's recipe, validation, history and MOS standardisation."""
+    def _save_model(
+        self, path: Path, card: dict[str, Any], stats: EpochStats, model: torch.nn.Module
+    ) -> dict[str, Any]:
+        """Write ``model`` to ``path`` with ``card`` + this run's recipe, validation, history, MOS standardisation."""
         card = dict(card)
         card.update(
             recipe=asdict(self.recipe),

@@ -15,8 +15,9 @@ from autocrop.train.samples import TrainSample
 
 @torch.inference_mode()
 def predict(net: ViewRankingNet, sample: TrainSample, flip_tta: bool | None = None) -> np.ndarray:
-    """Scores float32 [N] of ``sample.boxes`` (the network as it is; flip averaging: the model's config unless given)."""
-    return net.predict(normalize_image(pixels_to_tensor(sample.pixels)), torch.from_numpy(sample.boxes), flip_tta).numpy()
+    """Scores float32 [N] of ``sample.boxes`` (network in its current mode; flip averaging: its config unless given)."""
+    image = normalize_image(pixels_to_tensor(sample.pixels))
+    return net.predict(image, torch.from_numpy(sample.boxes), flip_tta).numpy()
 
 
 def validate(net: ViewRankingNet, samples: list[TrainSample]) -> dict[str, float]:
@@ -47,7 +48,9 @@ def validate(net: ViewRankingNet, samples: list[TrainSample]) -> dict[str, float
     metrics: dict[str, float] = {}
     if preds:
         g = gaicd_metrics(preds, mos)
-        metrics.update(acc1_5=g.acc[(1, 5)], acc1_10=g.acc[(1, 10)], acc5=g.acc5_mean, acc10=g.acc10_mean, srcc=g.srcc, pcc=g.pcc)
+        metrics.update(
+            acc1_5=g.acc[(1, 5)], acc1_10=g.acc[(1, 10)], acc5=g.acc5_mean, acc10=g.acc10_mean, srcc=g.srcc, pcc=g.pcc
+        )
     if chosen:
         b = box_metrics(chosen, truths, sizes)
         metrics.update(iou=b.iou, disp=b.disp)
