@@ -1,41 +1,47 @@
-"""How the refinement of the chosen view (``autocrop.candidates.refine_boxes``) moves FCDB IoU.
+"""How the refinement of the chosen view (``autocrop.select.refine_boxes``) moves FCDB IoU.
 
     .venv/bin/python benchmarks/refine_sweep.py [--model FILE ...] [--threads 1]
 
-For each model (default: the packaged one), scores the engine's grid candidates once on the FCDB
+For each model (default: the packaged one), scores the crop command's grid candidates once on the FCDB
 validation images (10 % of FCDB train, never test) and on FCDB test, then reports the mean IoU / Disp of
 the top-1 crop for: the unrefined best candidate, and refinement at each temperature x neighbourhood
-IoU in the sweep. The constants in ``autocrop/candidates.py`` are to be chosen on the validation rows;
+IoU in the sweep. The constants in ``autocrop/select.py`` are to be chosen on the validation rows;
 the test rows show whether the choice carries over. Needs FCDB under $AUTOCROP_DATA_DIR or ../shared/data.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from autocrop.cropper import Cropper
 
 TEMPERATURES = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
 MIN_IOUS = (0.0, 0.5, 0.7)
 
 
-def score_split(bench, items: list) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]]:
-    """(boxes [N, 4], scores [N], ground truths [G, 4], (width, height)) per image, engine grid candidates."""
-    from autocrop.engine import FREE
+def score_split(cropper: Cropper, items: list) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]]:
+    """(boxes [N, 4], scores [N], ground truths [G, 4], (width, height)) per image, the crop command's candidates."""
+    from autocrop.candidates import candidate_boxes
+    from autocrop.ratios import FREE
 
     out = []
     for item in items:
-        decoded = bench.decode(item.path)
-        boxes = bench.engine.candidates(decoded.width, decoded.height, [FREE], item.path)[0]
-        out.append((boxes.astype(np.float64), bench.score(decoded, boxes).astype(np.float64), np.asarray(item.gts),
-                    (decoded.width, decoded.height)))
+        decoded = cropper.decode(item.path)
+        width, height = decoded.info.width, decoded.info.height
+        boxes = candidate_boxes(width, height, (FREE,), decoded.label)[0]
+        out.append((boxes.astype(np.float64), cropper.score(decoded, boxes).astype(np.float64), np.asarray(item.gts),
+                    (width, height)))
     return out
 
 
 def top1_metrics(scored: list, temperature: float | None, min_iou: float) -> tuple[float, float]:
     """Mean IoU and Disp of the refined best view (``temperature`` None: the best candidate itself)."""
     from autocrop.bench.metrics import box_metrics
-    from autocrop.candidates import refine_boxes
+    from autocrop.select import refine_boxes
 
     chosen = []
     for boxes, scores, _, _ in scored:
@@ -55,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from autocrop.bench.datasets import load_fcdb_boxes
-    from autocrop.bench.scoring import BenchScorer
+    from autocrop.cropper import Cropper
     from autocrop.data import resolve_data_dir
     from autocrop.train.datasets import is_fcdb_validation
 
@@ -64,10 +70,10 @@ def main() -> None:
     test, _ = load_fcdb_boxes(root, "test")
     splits = {"validation": [i for i in train if is_fcdb_validation(i.name)], "test": test}
     for model in args.model:
-        bench = BenchScorer.load(model, threads=args.threads)
+        cropper = Cropper(model, threads=args.threads)
         print(f"model {model or 'packaged default'}")
         for split, items in splits.items():
-            scored = score_split(bench, items)
+            scored = score_split(cropper, items)
             iou, disp = top1_metrics(scored, None, 0.0)
             print(f"  {split} ({len(scored)} images): unrefined IoU {iou:.4f} Disp {disp:.4f}")
             for temperature in TEMPERATURES:

@@ -49,8 +49,8 @@ def test_exact_ratios_distinct_crops_input_untouched(tmp_path: Path, photos: lis
                 x1, y1, x2, y2 = c["box"]
                 path = Path(c["path"])
                 assert path.parent == out and path.name == f"{photo.stem}.{rw}x{rh}.crop{c['rank']}.jpg"
-                assert np.allclose(c["box_norm"], [x1 / full.width, y1 / full.height, x2 / full.width, y2 / full.height],
-                                   atol=1e-5)
+                norm = [x1 / full.width, y1 / full.height, x2 / full.width, y2 / full.height]
+                assert np.allclose(c["box_norm"], norm, atol=1e-5)
                 with Image.open(path) as written:
                     assert written.format == "JPEG"
                     assert written.size == (x2 - x1, y2 - y1) == (c["width"], c["height"])
@@ -93,8 +93,8 @@ def test_shorthand_command_in_a_fresh_process(photos: list[Path], model_file: Pa
 def test_stdin_to_stdout_pipeline(photos: list[Path], model_file: Path) -> None:
     exe = Path(sys.executable).parent / "autocrop"
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "autocrop"]
-    proc = subprocess.run([*command, "-", "--ratio", "1:1", "--out", "-", "--format", "png", "--model", str(model_file)],
-                          input=photos[1].read_bytes(), capture_output=True, timeout=120)
+    args = ["-", "--ratio", "1:1", "--out", "-", "--format", "png", "--model", str(model_file)]
+    proc = subprocess.run([*command, *args], input=photos[1].read_bytes(), capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode()
     import io
 
@@ -306,6 +306,7 @@ def test_disk_full_removes_partial_outputs(tmp_path: Path, photos: list[Path], m
     code, _, stderr = cli([photos[0], photos[1], "--top", "2", "--out", out, "--model", model_file])
     lines = error_lines(stderr)
     assert code == 3 and len(lines) == 1
-    assert lines[0] == f"autocrop: error: {out / (photos[0].stem + '.crop2.jpg')}: cannot write: No space left on device"
+    target = out / (photos[0].stem + ".crop2.jpg")
+    assert lines[0] == f"autocrop: error: {target}: cannot write: No space left on device"
     # nothing of the failed photo is left (no temp file, no lone first crop); the next photo is complete
     assert sorted(p.name for p in out.iterdir()) == [f"{photos[1].stem}.crop1.jpg", f"{photos[1].stem}.crop2.jpg"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,6 @@ def test_plan_outputs_is_pure_and_check_outputs_guards(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="is an input photo"):
         check_outputs(planned, [tmp_path / "a.crop2.png"], overwrite=True)
     twins = _result((0, 0, 5, 5), (1, 1, 6, 6))
-    twins = twins.with_crops([twins.crops[0], twins.crops[1].__class__(**{**twins.crops[0].__dict__, "box": (1, 1, 6, 6)})])
+    twins = twins.with_crops([twins.crops[0], replace(twins.crops[0], box=(1, 1, 6, 6))])
     with pytest.raises(UsageError, match="same file name"):
         plan_outputs(twins, CropSettings.build(top=2), tmp_path, "a")
