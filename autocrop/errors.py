@@ -57,6 +57,10 @@ class OutputError(AutocropError):
         self.reason = reason
         self.errno = errno
 
+    def __reduce__(self) -> tuple[type[OutputError], tuple[Path, str, int | None]]:
+        """Picklable (batch workers on Ray send it back to the driver)."""
+        return (type(self), (self.path, self.reason, self.errno))
+
     @classmethod
     def from_os_error(cls, path: str | Path, err: OSError, doing: str = "cannot write") -> OutputError:
         """``OutputError`` for an OSError raised while writing ``path`` (chain it with ``raise ... from err``)."""

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 ANALYSIS_FLOOR_MS = 100.0
@@ -68,24 +69,26 @@ def median_ms(values: list[float]) -> float:
     return statistics.median(values) * 1000.0
 
 
-def bench_analysis(big: Path, model: Path, runs: int) -> dict[str, float]:
-    from autocrop import imageio
-    from autocrop.engine import Engine, parse_ratios
+def bench_analysis(big: Path, model: Path, runs: int, threads: int | None) -> dict[str, Any]:
+    from autocrop.cropper import Cropper
+    from autocrop.io.decode import ReducedImage, load_full, to_rgb
+    from autocrop.settings import CropSettings
+    from autocrop.system import idle_cpus
 
-    engine = Engine(model=model)
-    specs = parse_ratios(["16:9"])
+    cropper = Cropper(model, threads=threads if threads is not None else idle_cpus())
+    settings = CropSettings.build(ratio="16:9", top=3)
     for _ in range(3):
-        engine.analyze(big, specs, 3)
+        cropper.analyze(big, settings)
     totals, stages = [], []
     for _ in range(runs):
         start = time.perf_counter()
-        result = engine.analyze(big, specs, 3)
+        result = cropper.analyze(big, settings)
         totals.append(time.perf_counter() - start)
         stages.append(result.timings)
 
     def no_draft() -> None:
-        full, info = imageio.load_full(big)
-        engine.analyze_image(imageio.to_rgb(full), 1.0, info, specs, 3)
+        full, info = load_full(big)  # the whole 24 MP photo goes to the model, which resizes it itself
+        cropper.analyze(ReducedImage(info=info, image=to_rgb(full), scale=1.0), settings)
 
     no_draft()
     baseline = []
@@ -95,8 +98,8 @@ def bench_analysis(big: Path, model: Path, runs: int) -> dict[str, float]:
         baseline.append(time.perf_counter() - start)
     import torch
 
-    out = {"analyze_ms": median_ms(totals), "no_draft_ms": median_ms(baseline), "threads": torch.get_num_threads(),
-           "candidates": result.candidates}
+    out: dict[str, Any] = {"analyze_ms": median_ms(totals), "no_draft_ms": median_ms(baseline),
+                           "threads": torch.get_num_threads(), "candidates": result.candidates}
     for key in ("decode", "candidates", "score", "select"):
         out[f"{key}_ms"] = median_ms([s[key] for s in stages])
     return out
@@ -135,6 +138,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model file (default: packaged, else untrained)")
     parser.add_argument("--untrained-config", default=None,
                         help='JSON ModelConfig fields for an untrained model, e.g. \'{"spatial": true}\'')
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of the warm analysis (default: the idle cores, as autocrop crop)")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON too")
     args = parser.parse_args()
     if args.runs < 10 or args.cmd_runs < 5:
@@ -144,7 +149,7 @@ def main() -> None:
         big = workdir / "big.jpg"
         make_big_jpeg(args.source or default_source(), big)
         model, model_kind = model_path(args.model, workdir, args.untrained_config)
-        analysis = bench_analysis(big, model, args.runs)
+        analysis = bench_analysis(big, model, args.runs, args.threads)
         command = bench_command(big, model, args.cmd_runs, workdir)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     rows = [

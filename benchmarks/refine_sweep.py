@@ -1,6 +1,6 @@
 """How the refinement of the chosen view (``autocrop.select.refine_boxes``) moves FCDB IoU.
 
-    .venv/bin/python benchmarks/refine_sweep.py [--model FILE ...] [--threads 1]
+    .venv/bin/python benchmarks/refine_sweep.py [--model FILE ...] [--threads 1] [--limit N]
 
 For each model (default: the packaged one), scores the crop command's grid candidates once on the FCDB
 validation images (10 % of FCDB train, never test) and on FCDB test, then reports the mean IoU / Disp of
@@ -58,6 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", nargs="*", default=[None], help="weights files (default: the packaged model)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N images of each split (a quick look)")
     args = parser.parse_args()
 
     from autocrop.bench.datasets import load_fcdb_boxes
@@ -68,7 +69,7 @@ def main() -> None:
     root = resolve_data_dir("fcdb", None)
     train, _ = load_fcdb_boxes(root, "train")
     test, _ = load_fcdb_boxes(root, "test")
-    splits = {"validation": [i for i in train if is_fcdb_validation(i.name)], "test": test}
+    splits = {"validation": [i for i in train if is_fcdb_validation(i.name)][: args.limit], "test": test[: args.limit]}
     for model in args.model:
         cropper = Cropper(model, threads=args.threads)
         print(f"model {model or 'packaged default'}")

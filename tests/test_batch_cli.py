@@ -20,14 +20,14 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from test_batch import picture, save_photo, truncated_jpeg
+from test_batch_hostile import _failing_encoder, needs_non_root
 
 import autocrop.io.encode
 import autocrop.model
 from autocrop.batch.manifest import MANIFEST_NAME, load_manifest
 from autocrop.examples import example_photo
 from autocrop.io.fs import is_temp_name
-from test_batch import picture, save_photo, truncated_jpeg
-from test_batch_hostile import _failing_encoder, needs_non_root
 
 AUTOCROP = str(Path(sys.executable).with_name("autocrop"))
 GOOD = {"coffee.jpg", "2024/été/gradient.png", "2024/été/rotated.jpg", "gray.jpg"}
@@ -237,7 +237,8 @@ def test_cli_disk_full_stops_with_one_line(tmp_path: Path, fake_model: list[Any]
 
 
 @needs_non_root
-def test_cli_read_only_output_is_fatal(tmp_path: Path, fake_model: list[Any], capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_read_only_output_is_fatal(tmp_path: Path, fake_model: list[Any],
+                                       capsys: pytest.CaptureFixture[str]) -> None:
     src = album(tmp_path, bad=False)
     out = tmp_path / "out"
     (out / "2024").mkdir(parents=True)

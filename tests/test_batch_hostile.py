@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from test_batch import FastSpec, opts, picture, save_photo, truncated_jpeg
 
 import autocrop.io.encode
 from autocrop.batch import FatalOutputError, run_batch
@@ -24,8 +25,13 @@ from autocrop.batch.manifest import ManifestWriter, load_manifest
 from autocrop.commands.batch import exit_code
 from autocrop.errors import OutputError
 from autocrop.io.fs import is_temp_name
-from test_batch import opts, picture, save_photo, spec, truncated_jpeg  # noqa: F401 - spec is a fixture
+from autocrop.settings import CropSettings
 
+
+@pytest.fixture
+def spec(fake_scorer: Any) -> Any:
+    """``spec(ratio="16:9", ...)`` -> a FastSpec (real Cropper, FakeScorer) with those settings."""
+    return lambda **values: FastSpec(settings=CropSettings.build(**values), scorer=fake_scorer)
 
 
 def _permissions_enforced() -> bool:

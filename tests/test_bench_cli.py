@@ -12,23 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import error_lines
-from test_bench_runner import make_mini_fcdb, make_mini_gaicd
+from conftest import error_lines, make_mini_fcdb
 
 from autocrop.commands.exit_codes import EXIT_OK, EXIT_USAGE
 
 TRAINING_IMAGE = "900000.jpg"  # the first mini_gaicd photo, listed as a training image by card_model
-
-
-@pytest.fixture()
-def mini_gaicd(tmp_path: Path) -> Path:
-    """The 4-photo GAICD folder of test_bench_runner.py (photo 900000 is card_model's training image)."""
-    return make_mini_gaicd(tmp_path / "GAICD")
-
-
-@pytest.fixture()
-def mini_fcdb(tmp_path: Path) -> Path:
-    return make_mini_fcdb(tmp_path / "FCDB")
 
 
 @pytest.fixture(scope="module")

@@ -10,98 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from conftest import MINI_SIZE, make_mini_gaicd
+from PIL import Image
 
 from autocrop.bench.datasets import load_anchors, load_flms, split_training_items
 from autocrop.bench.metrics import box_metrics, crop_iou, gaicd_metrics
 from autocrop.bench.runner import UNREFINED, BenchOptions, resolve_bench_dir, run_bench
 from autocrop.cropper import Cropper
 from autocrop.errors import DatasetError, UsageError
-
-MINI_SIZE = (512, 384)
-
-
-# ---------------------------------------------------------------------------------------------
-# tiny synthetic datasets (the lead plans to move mini_gaicd to conftest.py)
-# ---------------------------------------------------------------------------------------------
-
-
-def _photo(path: Path, size: tuple[int, int], seed: int) -> None:
-    """A JPEG with a gradient background and a bright square somewhere (what a crop should keep)."""
-    w, h = size
-    rng = np.random.default_rng(seed)
-    x = np.linspace(0, 1, w)[None, :, None]
-    y = np.linspace(0, 1, h)[:, None, None]
-    base = 60 + 80 * x + 40 * y + rng.uniform(0, 30, (1, 1, 3))  # broadcast to [h, w, 3]
-    image = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(image)
-    cx, cy = int(rng.integers(w // 4, 3 * w // 4)), int(rng.integers(h // 4, 3 * h // 4))
-    draw.rectangle([cx - w // 8, cy - h // 8, cx + w // 8, cy + h // 8], fill=(240, 220, 90))
-    image.save(path, quality=90)
-
-
-def _gaicd_crops(width: int, height: int) -> list[list[float]]:
-    """A small grid of candidate crops ``x1 y1 x2 y2`` (3 scales x 3 positions, like GAICD's dense grid)."""
-    crops = []
-    for scale in (0.6, 0.75, 0.9):
-        cw, ch = round(width * scale), round(height * scale)
-        for fx in (0.0, 0.5, 1.0):
-            x1, y1 = round((width - cw) * fx), round((height - ch) * (1 - fx) / 2)
-            crops.append([x1, y1, x1 + cw, y1 + ch])
-    return crops
-
-
-def make_mini_gaicd(root: Path, count: int = 4, size: tuple[int, int] = MINI_SIZE) -> Path:
-    """A GAICD-layout folder: ``images/test/NAME.jpg`` + ``annotations/test/NAME.txt`` (``y1 x1 y2 x2 MOS``).
-
-    MOS falls with the crop's distance from the photo centre and rises with its size, ties included;
-    each file also has one invalid crop (MOS -2, dropped by the reader).
-    """
-    images, notes = root / "images" / "test", root / "annotations" / "test"
-    images.mkdir(parents=True)
-    notes.mkdir(parents=True)
-    w, h = size
-    for i in range(count):
-        name = f"90000{i}"
-        _photo(images / f"{name}.jpg", size, seed=i)
-        lines = []
-        for x1, y1, x2, y2 in _gaicd_crops(w, h):
-            off = abs((x1 + x2) / 2 - w / 2) / w + abs((y1 + y2) / 2 - h / 2) / h
-            mos = round(2.0 + 2.0 * (x2 - x1) / w - 2.0 * off + 0.1 * (i % 2), 1)
-            lines.append(f"{y1} {x1} {y2} {x2} {mos}")
-        lines.append(f"0 0 {h} {w} -2")
-        (notes / f"{name}.txt").write_text("\n".join(lines) + "\n")
-    return root
-
-
-@pytest.fixture()
-def mini_gaicd(tmp_path: Path) -> Path:
-    """A 4-photo GAICD test split in the official layout (512x384 JPEGs, 9 annotated crops each)."""
-    return make_mini_gaicd(tmp_path / "GAICD")
-
-
-def make_mini_fcdb(root: Path, count: int = 3, size: tuple[int, int] = MINI_SIZE) -> Path:
-    """An FCDB-layout folder: ``cropping_testing_set.json`` (url, crop ``x y w h``) + ``data/NAME.jpg``;
-    one annotated photo is missing. Also holds a 4-anchor ``pdefined_anchors_1745.json``."""
-    (root / "data").mkdir(parents=True)
-    w, h = size
-    entries = []
-    for i in range(count + 1):
-        name = f"mini_{i}.jpg"
-        if i < count:
-            _photo(root / "data" / name, size, seed=10 + i)
-        entries.append({"url": f"https://example.org/{name}", "crop": [20 + 10 * i, 15, w - 80, h - 60]})
-    (root / "cropping_testing_set.json").write_text(json.dumps(entries))
-    anchors = [[0, 0, 1, 1], [0.1, 0.1, 0.9, 0.9], [0.0, 0.2, 0.7, 1.0], [0.3, 0.0, 1.0, 0.8]]
-    (root / "pdefined_anchors_1745.json").write_text(json.dumps(anchors))
-    return root
-
-
-@pytest.fixture()
-def mini_fcdb(tmp_path: Path) -> Path:
-    """A 3-photo FCDB test split (one more annotated photo missing) with a tiny anchor file."""
-    return make_mini_fcdb(tmp_path / "FCDB")
-
 
 # ---------------------------------------------------------------------------------------------
 # FLMS reader (public release layout), anchors, training guard
@@ -149,6 +65,18 @@ def test_anchors_are_found_and_validated(tmp_path):
     (tmp_path / "pdefined_anchors_1745.json").write_text(json.dumps([[0, 0, 2, 1]]))
     with pytest.raises(DatasetError, match="normalised"):
         load_anchors(tmp_path)
+
+
+def test_anchors_without_a_data_root_name_the_places_looked_in(tmp_path, monkeypatch):
+    import autocrop.data.locate as locate
+
+    monkeypatch.delenv("AUTOCROP_DATA_DIR", raising=False)
+    monkeypatch.setattr(locate, "checkout_root", lambda: None)  # an installed package: no data root at all
+    with pytest.raises(DatasetError, match="pdefined_anchors_1745.json not found"):
+        load_anchors(tmp_path / "FCDB")
+    (tmp_path / "anchors").mkdir()
+    (tmp_path / "anchors" / "pdefined_anchors_1745.json").write_text(json.dumps([[0, 0, 1, 1]]))
+    assert load_anchors(tmp_path / "FCDB")[1] == tmp_path / "anchors" / "pdefined_anchors_1745.json"
 
 
 @pytest.mark.data

@@ -37,9 +37,6 @@ class FatalOutputError(OutputError):
     The whole batch stops; ``path`` and ``errno`` are those of the write that failed. Picklable (Ray).
     """
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self.path), self.reason, self.errno))
-
     @classmethod
     def of(cls, err: OutputError) -> FatalOutputError:
         """The fatal form of ``err`` (same path and errno; the reason says that the batch stopped)."""

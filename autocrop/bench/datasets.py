@@ -112,15 +112,14 @@ def load_bench_dataset(dataset: str, root: Path, split: str) -> tuple[list[Any],
 
 
 def anchor_file_candidates(data_dir: Path) -> list[Path]:
-    """Where the 1745 predefined anchors are looked for, in order."""
-    from autocrop.data.locate import default_data_root
+    """Where the 1745 predefined anchors are looked for, in order (the data root's ``anchors/`` last, if any)."""
+    from autocrop.data.locate import find_data_root
 
-    return [
-        data_dir / ANCHORS_FILE,
-        data_dir / "anchors" / ANCHORS_FILE,
-        data_dir.parent / "anchors" / ANCHORS_FILE,
-        default_data_root() / "anchors" / ANCHORS_FILE,
-    ]
+    places = [data_dir / ANCHORS_FILE, data_dir / "anchors" / ANCHORS_FILE, data_dir.parent / "anchors" / ANCHORS_FILE]
+    root = find_data_root()
+    if root is not None:
+        places.append(root / "anchors" / ANCHORS_FILE)
+    return places
 
 
 def load_anchors(data_dir: Path) -> tuple[np.ndarray, Path]:
