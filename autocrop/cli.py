@@ -211,6 +211,11 @@ def _tidy_param(param: Any, rich: bool) -> Any:
         param.metavar = "" if flag else param.name.upper()
     if getattr(param, "param_type_name", "") == "argument":
         param.display_type_rich = lambda ctx: None  # the metavar says it all (no "<str>", "<list[str]>")
+        if hasattr(param, "_usage_display_name") and hasattr(param, "display_name_raw"):
+            # the usage line as POSIX writes it: IMAGE... (required), [IMAGE]... (optional); typer uses {IMAGE}
+            param._usage_display_name = lambda p=param: ((p.display_name_raw if p.required
+                                                          else f"[{p.display_name_raw}]")
+                                                         + ("..." if p.nargs != 1 else ""))
     if rich and getattr(param, "help", None):
         param.help = _escape_markup(param.help)
     return param

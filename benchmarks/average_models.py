@@ -11,6 +11,7 @@ from autocrop.train.soup import average_model_files
 
 
 def main() -> None:
+    """Average the model files given on the command line into --out."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="model files (.safetensors with their cards)")
     parser.add_argument("--out", required=True, help="output .safetensors (card written beside it)")

@@ -34,6 +34,7 @@ def mean_metrics(folds: list[dict]) -> dict:
 
 
 def main() -> None:
+    """Copy RUN/final.safetensors to the packaged default and write its card with the CV / ablation figures."""
     parser = argparse.ArgumentParser()
     parser.add_argument("run", type=Path)
     parser.add_argument("--cv", type=Path, nargs="+", default=[])

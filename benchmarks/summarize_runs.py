@@ -16,6 +16,7 @@ KEYS = ("acc1_5", "acc5", "acc1_10", "acc10", "srcc", "pcc", "iou", "disp")
 
 
 def main(paths: list[str]) -> None:
+    """Print a markdown table: one row per run folder that holds last.json."""
     print("| run | epoch | " + " | ".join(KEYS) + " |")
     print("|---|---:|" + "---:|" * len(KEYS))
     for path in paths:

@@ -35,21 +35,23 @@ def imagenet(data_dir: Path) -> Path:
     return path
 
 
-def _trainer(out: Path, epochs: int, gaicd_dir: Path, imagenet: Path):
-    from autocrop.model.backbone import load_imagenet_features
+def _trainer(out: Path, epochs: int, gaicd_dir: Path):
+    import torch
+
     from autocrop.model.config import ModelConfig
+    from autocrop.model.network import ViewRankingNet
     from autocrop.train.datasets import build_splits
     from autocrop.train.trainer import Recipe, Trainer
 
     config = ModelConfig(splitter=True, spatial=True, pairwise=True, spatial_size=16)
     splits = build_splits(["gaicd"], config, data_dir=gaicd_dir, folds=2, fold=0, limit=4)
     recipe = Recipe(epochs=epochs, gaicd_repeat=1, crops_per_image=16, lambda_rank_gain=3.0)
-    features = load_imagenet_features(imagenet)
-    return Trainer(config, recipe, splits.train, splits.val, out, init_features=features), splits
+    torch.manual_seed(1)
+    start = ViewRankingNet(config).state_dict()
+    return Trainer(config, recipe, splits.train, splits.val, out, init_state=start), splits
 
 
-@pytest.mark.data
-def test_interrupted_training_resumes_exactly(tmp_path, gaicd_dir, imagenet):
+def test_interrupted_training_resumes_exactly(tmp_path, mini_gaicd):
     import torch
     from safetensors.torch import load_file
 
@@ -57,18 +59,19 @@ def test_interrupted_training_resumes_exactly(tmp_path, gaicd_dir, imagenet):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        _resume_and_compare(tmp_path, load_file, gaicd_dir, imagenet)
+        _resume_and_compare(tmp_path, load_file, mini_gaicd)
     finally:
         torch.set_num_threads(threads)
 
 
-def _resume_and_compare(tmp_path, load_file, gaicd_dir, imagenet):
-    straight, _ = _trainer(tmp_path / "straight", 2, gaicd_dir, imagenet)
+def _resume_and_compare(tmp_path, load_file, gaicd_dir):
+    straight, splits = _trainer(tmp_path / "straight", 2, gaicd_dir)
+    assert len(splits.train) == 2 and len(splits.val) == 2
     straight.fit({"name": "t"})
-    first, _ = _trainer(tmp_path / "split", 2, gaicd_dir, imagenet)
+    first, _ = _trainer(tmp_path / "split", 2, gaicd_dir)
     first.recipe.epochs = 1  # run stops after epoch 1 (as if killed between epochs)...
     first.fit({"name": "t"})
-    second, _ = _trainer(tmp_path / "split", 2, gaicd_dir, imagenet)
+    second, _ = _trainer(tmp_path / "split", 2, gaicd_dir)
     assert second.resume() and second.start_epoch == 1
     second.fit({"name": "t"})
     a = load_file(str(tmp_path / "straight" / "last.safetensors"))
@@ -99,6 +102,22 @@ def test_train_command_writes_model_and_card(tmp_path, gaicd_dir, imagenet):
     # running again into the same folder without --resume refuses instead of overwriting
     again = CliRunner().invoke(app, args)
     assert again.exit_code != 0
+
+
+def test_train_command_on_a_gaicd_folder_without_shared_data(tmp_path, mini_gaicd, cli):
+    """Fine-tuning from a .safetensors model on a GAICD-layout folder: model + card, data folder from --gaicd-dir."""
+    init = _untrained_model_file(tmp_path)
+    out = tmp_path / "run"
+    code, _, err = cli(["train", "--data", "gaicd", "--gaicd-dir", mini_gaicd, "--epochs", "1", "--fold", "0",
+                        "--folds", "2", "--out", out, "--init", init, "--crops-per-image", "8", "--no-splitter",
+                        "--no-spatial", "--no-pairwise", "--threads", "1"])
+    assert code == 0, err
+    card = json.loads((out / "final.json").read_text())
+    assert card["datasets"] == ["gaicd"] and card["init"] == "init.safetensors"
+    assert card["recipe"]["crops_per_image"] == 8 and card["recipe"]["epochs"] == 1
+    assert [k for k in card][:3] == ["name", "autocrop_version", "created"]
+    assert len(card["training_images"]) == 2 and {"srcc", "acc1_5"} <= set(card["validation"])
+    assert card["init_model"]["sha256"] == json.loads(init.with_suffix(".json").read_text())["sha256"]
 
 
 def _untrained_model_file(folder: Path) -> Path:

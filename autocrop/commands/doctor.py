@@ -137,13 +137,13 @@ def _device_problem(device: str | None) -> str | None:
 
 
 def _data_section() -> dict[str, Any]:
-    from autocrop.data.locate import DATA_ENV, default_data_root
+    from autocrop.data.locate import DATA_ENV, find_data_root
 
-    root = default_data_root()
+    root = find_data_root()
     return {
-        "root": str(root),
+        "root": str(root) if root is not None else None,
         "from_env": bool(os.environ.get(DATA_ENV)),
-        "present": {name: (root / name).is_dir() for name in ("GAICD", "FCDB", "FLMS", "weights")},
+        "present": {name: root is not None and (root / name).is_dir() for name in ("GAICD", "FCDB", "FLMS", "weights")},
     }
 
 
@@ -220,7 +220,7 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     if config.get("device"):
         rows.append(("configured device", f"{config['device']}  (from {config['device_source']})"))
     present = ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in data["present"].items())
-    rows.append(("data dir", f"{data['root']}  ({present})"))
+    rows.append(("data dir", f"{data['root'] or 'none (set AUTOCROP_DATA_DIR)'}  ({present})"))
     return rows
 
 

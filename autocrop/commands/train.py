@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 IMAGENET_FILE = "mobilenet_v2-b0353104.pth"
 EPILOG = (
-    "Defaults are the packaged model's recipe. "
+    "Defaults are the packaged model's recipe. The data folder is $AUTOCROP_DATA_DIR (in a source checkout "
+    "without it: ../shared/data beside the checkout).   "
     "Example: autocrop train --data gaicd --init runs/fcdb_pre/best.safetensors --out runs/mine"
 )
 
@@ -39,17 +40,17 @@ def _default_init() -> Path:
 
 
 def train_command(
-    data: Annotated[list[str], typer.Option("--data", help="gaicd | fcdb | PATH to a GAICD-layout folder (repeat to mix).")],
-    data_dir: Annotated[Path | None, typer.Option(help="Dataset folder when one --data is given (wins over --gaicd-dir / --fcdb-dir).")] = None,
-    gaicd_dir: Annotated[Path | None, typer.Option(help="GAICD folder [default: config gaicd_dir, else $AUTOCROP_DATA_DIR/GAICD].")] = None,
-    fcdb_dir: Annotated[Path | None, typer.Option(help="FCDB folder [default: config fcdb_dir, else $AUTOCROP_DATA_DIR/FCDB].")] = None,
+    data: Annotated[list[str], typer.Option("--data", metavar="NAME|DIR", help="gaicd | fcdb | a GAICD-layout folder (repeat to mix).")],
+    data_dir: Annotated[Path | None, typer.Option(metavar="DIR", help="Dataset folder when one --data is given (wins over --gaicd-dir / --fcdb-dir).")] = None,
+    gaicd_dir: Annotated[Path | None, typer.Option(metavar="DIR", help="GAICD folder [default: config gaicd_dir, else GAICD in the data folder].")] = None,
+    fcdb_dir: Annotated[Path | None, typer.Option(metavar="DIR", help="FCDB folder [default: config fcdb_dir, else FCDB in the data folder].")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Epochs to train.")] = R.epochs,
-    out: Annotated[Path, typer.Option(help="Output folder: checkpoints, best.safetensors + card.")] = Path("runs/train"),
+    out: Annotated[Path, typer.Option(metavar="DIR", help="Output folder: checkpoints, best.safetensors + card.")] = Path("runs/train"),
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from OUT/last.safetensors.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of shuffling, augmentation and initialisation.")] = R.seed,
     folds: Annotated[int, typer.Option(min=2, help="Number of GAICD cross-validation folds.")] = 5,
     fold: Annotated[int | None, typer.Option(help="Validate on this GAICD fold (0-based); omit to train on all.")] = None,
-    init: Annotated[Path | None, typer.Option(help=f"ImageNet MobileNetV2 .pth (torchvision layout) or a .safetensors model to fine-tune [default: weights/{IMAGENET_FILE} in the data folder].")] = None,
+    init: Annotated[Path | None, typer.Option(metavar="FILE", help=f"ImageNet MobileNetV2 .pth (torchvision layout) or a .safetensors model to fine-tune [default: weights/{IMAGENET_FILE} in the data folder].")] = None,
     splitter: Annotated[bool, typer.Option("--splitter/--no-splitter", help="VRN feature splitter + image-wise learner.")] = True,
     spatial: Annotated[bool, typer.Option("--spatial/--no-spatial", help="Spatial-aware feature (Wang et al. 2023).")] = True,
     pairwise: Annotated[bool, typer.Option("--pairwise/--no-pairwise", help="Pairwise rank classifier + rank consistency.")] = True,
@@ -64,7 +65,7 @@ def train_command(
     crops_per_image: Annotated[int, typer.Option(min=2, help="Annotated crops scored per training step (128: all of a GAICD image).")] = R.crops_per_image,
     fcdb_per_epoch: Annotated[int | None, typer.Option(min=1, help="FCDB images per epoch when mixing datasets (a new random subset each epoch) [default: all].")] = R.fcdb_per_epoch,
     scale_jitter: Annotated[float, typer.Option(min=0.0, max=0.5, help="Resize training images by a random factor in [1-s, 1+s].")] = R.scale_jitter,
-    teacher: Annotated[Path | None, typer.Option(help="Self-training: add FCDB train photos (minus FCDB validation) whose grid crops this model scores.")] = None,
+    teacher: Annotated[Path | None, typer.Option(metavar="FILE", help="Self-training: add FCDB train photos (minus FCDB validation) whose grid crops this model scores.")] = None,
     swa_start: Annotated[int | None, typer.Option(min=0, help="Average the weights of epochs >= this (0-based): stochastic weight averaging [default: off].")] = R.swa_start,
     limit: Annotated[int | None, typer.Option(min=1, help="Use at most N images per dataset (smoke tests).")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads [default: every CPU this process may use].")] = None,
@@ -149,10 +150,11 @@ def run_card(
     teacher: Path | None, teacher_model: ViewScorer | None,
 ) -> dict[str, Any]:
     """The card of a training run (the trainer adds recipe, validation and history when it saves a model)."""
-    from autocrop.model.card import merged_training_images, stamped
+    from autocrop.model.card import merged_training_images, provenance
 
-    return stamped({
+    return {
         "name": "autocrop view ranker",
+        **provenance(),
         "datasets": list(data),
         "init": init_path.name,
         "gaicd_folds": {"folds": folds, "validation_fold": fold},
@@ -164,7 +166,7 @@ def run_card(
         "teacher": {"file": teacher.name, "sha256": teacher_model.card.get("sha256"),
                     "validation": teacher_model.card.get("validation")}
         if teacher is not None and teacher_model is not None else None,
-    })
+    }
 
 
 def _fit_with_progress(trainer: Any, card: dict[str, Any], console: Any, epochs: int, out: Path) -> None:

@@ -55,12 +55,16 @@ def write_card(weights: str | Path, card: dict[str, Any]) -> Path:
     return path
 
 
-def stamped(card: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``card`` with this autocrop's version and the current UTC time (``created``) set."""
+def provenance() -> dict[str, str]:
+    """``autocrop_version`` (this autocrop) and ``created`` (now, UTC, ISO 8601 to the second) of a new card."""
     from autocrop import __version__
 
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return {**card, "autocrop_version": __version__, "created": created}
+    return {"autocrop_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def stamped(card: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``card`` with :func:`provenance` set (fields it has keep their place)."""
+    return {**card, **provenance()}
 
 
 def unique_images(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -38,10 +38,12 @@ class ModelConfig:
     flip_tta: bool = False
 
     def to_json(self) -> str:
+        """The config as compact JSON with sorted keys (stored in the weights metadata)."""
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
+        """A config from a dict (missing keys take the defaults); ``ValueError`` for unknown keys."""
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:

@@ -20,7 +20,6 @@ from autocrop import ops
 from autocrop.model.backbone import MobileNetV2
 from autocrop.model.config import ModelConfig
 
-STRIDE = 16
 # features[:7] -> stride 8 (32 ch), [7:14] -> stride 16 (96 ch), [14:18] -> stride 32 (320 ch).
 STAGE_ENDS = (7, 14, 18)
 STAGE_CHANNELS = (32, 96, 320)

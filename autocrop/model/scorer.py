@@ -70,6 +70,7 @@ class ViewScorer:
 
     @property
     def config(self) -> ModelConfig:
+        """The model's configuration (from its weights file)."""
         return self.net.config
 
     @property

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autocrop.data import load_fcdb, resolve_data_dir
+from autocrop.data import FCDBImage, load_fcdb, resolve_data_dir
 from autocrop.errors import ModelError
 from autocrop.model.config import ModelConfig
 from autocrop.model.scorer import ViewScorer
@@ -45,7 +45,7 @@ def teacher_labelled(teacher: ViewScorer, fcdb_samples: list[TrainSample], confi
     return labelled
 
 
-def fcdb_train_photos(data_dir: str | Path | None = None):
+def fcdb_train_photos(data_dir: str | Path | None = None) -> tuple[list[FCDBImage], int]:
     """FCDB train images outside the FCDB validation split, and the count of missing files."""
     from autocrop.train.datasets import is_fcdb_validation
 

@@ -32,6 +32,8 @@ __all__ = ["EpochStats", "Recipe", "Trainer"]
 
 @dataclass
 class EpochStats:
+    """One epoch: mean training loss, wall time (s), speed (images/s) and validation metrics."""
+
     epoch: int
     loss: float
     seconds: float
@@ -99,6 +101,7 @@ class Trainer:
     # ----------------------------------------------------------------------------- checkpoints
     @property
     def last_checkpoint(self) -> Path:
+        """``out/last.safetensors``: model + optimizer state after the last finished epoch."""
         return self.out / "last.safetensors"
 
     def resume(self) -> bool:
@@ -216,6 +219,7 @@ class Trainer:
             group["lr"] = base * max(factor, 0.05)
 
     def train_epoch(self, epoch: int, on_step: Callable[[int, int, float], None] | None = None) -> EpochStats:
+        """One epoch (0-based ``epoch``); ``on_step(step, steps, mean loss so far)`` after every image."""
         self._set_train_mode()
         self._set_lr(epoch)
         torch.manual_seed(self.recipe.seed * 7919 + epoch)  # dropout
