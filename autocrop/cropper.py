@@ -34,6 +34,7 @@ from autocrop.candidates import candidate_boxes
 from autocrop.errors import UsageError
 from autocrop.geometry import clip_boxes
 from autocrop.io import decode as dec
+from autocrop.io.fs import ensure_folder
 from autocrop.io.sources import MemorySource, pil_of
 from autocrop.output import check_outputs, cut, mark_existing, output_size, plan_outputs, write_outputs
 from autocrop.results import Crop, CropResult
@@ -273,7 +274,7 @@ class Cropper:
         if dry_run:
             return mark_existing(planned)
         if out is not None:
-            _make_folder(out_dir)
+            ensure_folder(out_dir)
         return self.write(decoded, planned, settings, protected=protected)
 
     def write(self, decoded: dec.ReducedImage, planned: CropResult, settings: CropSettings,
@@ -358,16 +359,4 @@ def _path_of(decoded: dec.ReducedImage) -> Path | None:
 
 
 def _stem(decoded: dec.ReducedImage) -> str:
-    source = decoded.info.source
-    return source.stem if isinstance(source, Path) else source.stem
-
-
-def _make_folder(folder: Path) -> None:
-    from autocrop.errors import OutputError
-
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(folder, "is a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError.from_os_error(folder, err, "cannot create the folder") from err
+    return decoded.info.source.stem

@@ -15,6 +15,19 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from autocrop.commands.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
+from autocrop.commands.options import (
+    DeviceOption,
+    FormatOption,
+    LongEdgeOption,
+    ModelOption,
+    NameOption,
+    PreviewOption,
+    QualityOption,
+    RatioOption,
+    SizeOption,
+    TopOption,
+    UpscaleOption,
+)
 
 if TYPE_CHECKING:
     from autocrop.batch.summary import Tally
@@ -41,29 +54,17 @@ def batch_command(
                                            help="Folder of photos (walked recursively by default).")],
     out: Annotated[Path | None, typer.Option("--out", "-o", metavar="DIR", show_default=False,
                                                 help="Output folder [default: SRC-autocrop beside SRC].")] = None,
-    ratio: Annotated[list[str] | None, typer.Option("--ratio", "-r", metavar="W:H", show_default=False,
-                                                       help="Aspect ratio W:H, 'original' or 'free' (repeat or "
-                                                            "comma-separate for several).")] = None,
-    top: Annotated[int | None, typer.Option("--top", "-k", metavar="K", show_default=False,
-                                               help="Crops per ratio and photo [default: 1].")] = None,
-    size: Annotated[str | None, typer.Option("--size", metavar="WxH", show_default=False,
-                                                help="Resize every crop to WxH pixels (shrinks only, see --upscale).")] = None,
-    long_edge: Annotated[int | None, typer.Option("--long-edge", metavar="PX", show_default=False,
-                                                     help="Resize every crop so its longer side is PX pixels.")] = None,
-    upscale: Annotated[bool, typer.Option("--upscale", help="Let --size / --long-edge enlarge small crops.")] = False,
-    quality: Annotated[int | None, typer.Option("--quality", metavar="Q", show_default=False,
-                                                   help="JPEG/WebP quality 1..100 [default: 95].")] = None,
-    format: Annotated[str | None, typer.Option("--format", metavar="FORMAT", show_default=False,
-                                                  help="Output format jpeg, png, webp, tiff or bmp "
-                                                       "[default: the input's].")] = None,
-    name: Annotated[str | None, typer.Option("--name", metavar="PATTERN", show_default=False,
-                                                help="Output file-name pattern, fields {stem} {rank} {ratio} {ext} "
-                                                     "{w} {h}.")] = None,
-    preview: Annotated[bool, typer.Option("--preview", help="Also write STEM.preview.png with the chosen boxes.")] = False,
-    model: Annotated[Path | None, typer.Option("--model", metavar="FILE", show_default=False,
-                                                  help="Weights file (.safetensors) [default: the packaged model].")] = None,
-    device: Annotated[str | None, typer.Option("--device", metavar="DEVICE", show_default=False,
-                                                  help="auto, cpu, cuda, cuda:N or mps [default: cpu].")] = None,
+    ratio: RatioOption = None,
+    top: TopOption = None,
+    size: SizeOption = None,
+    long_edge: LongEdgeOption = None,
+    upscale: UpscaleOption = False,
+    quality: QualityOption = None,
+    format: FormatOption = None,
+    name: NameOption = None,
+    preview: PreviewOption = False,
+    model: ModelOption = None,
+    device: DeviceOption = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk sub-folders.")] = True,
     include: Annotated[list[str] | None, typer.Option("--include", metavar="GLOB", show_default=False,
                                                          help="Only inputs whose name or relative path matches "

@@ -17,11 +17,23 @@ from typing import Annotated, Any
 import typer
 
 from autocrop.commands import exit_codes
+from autocrop.commands.options import (
+    DeviceOption,
+    FormatOption,
+    LongEdgeOption,
+    ModelOption,
+    NameOption,
+    PreviewOption,
+    QualityOption,
+    RatioOption,
+    SizeOption,
+    TopOption,
+    UpscaleOption,
+)
 from autocrop.commands.output import console, error_line
 from autocrop.errors import InputError, OutputError, UsageError
 
 STDIO = "-"
-RATIO_HELP = "Aspect ratio W:H of the crops (16:9, 4:5, 1.91:1), 'original' or 'free'; repeat for several."
 EPILOG = ("Example: autocrop photo.jpg --ratio 16:9 --top 3 --out crops/   "
           "Exit codes: 0 ok, 2 usage or fatal error, 3 some photos failed, 130 interrupted.")
 
@@ -30,37 +42,24 @@ def crop_command(
     images: Annotated[list[str], typer.Argument(
         metavar="IMAGE", show_default=False,
         help="Photos to crop (JPEG, PNG, WebP, TIFF, BMP, GIF, AVIF; HEIC with the heif extra); '-' reads one from stdin.")],
-    ratio: Annotated[list[str] | None, typer.Option("--ratio", "-r", metavar="W:H", help=RATIO_HELP,
-                                                       show_default=False)] = None,
-    top: Annotated[int | None, typer.Option("--top", "-k", metavar="K", show_default=False,
-                                               help="Crops per photo and ratio [default: 1].")] = None,
+    ratio: RatioOption = None,
+    top: TopOption = None,
     out: Annotated[str | None, typer.Option("--out", "-o", metavar="DIR", show_default=False,
                                                help="Folder for the crops [default: beside each photo]; '-' writes "
                                                     "the one crop to stdout.")] = None,
-    name: Annotated[str | None, typer.Option("--name", metavar="PATTERN", show_default=False,
-                                                help="File-name pattern with {stem} {rank} {ratio} {ext} {w} {h} "
-                                                     "[default: {stem}.crop{rank}.{ext}].")] = None,
-    size: Annotated[str | None, typer.Option("--size", metavar="WxH", show_default=False,
-                                                help="Resize every crop to WxH pixels (shrinks only, see --upscale; "
-                                                     "implies --ratio W:H when none is given).")] = None,
-    long_edge: Annotated[int | None, typer.Option("--long-edge", metavar="PX", show_default=False,
-                                                     help="Resize every crop so its longer side is PX pixels "
-                                                          "(shrinks only, see --upscale).")] = None,
-    upscale: Annotated[bool, typer.Option("--upscale", help="Let --size / --long-edge enlarge small crops.")] = False,
-    quality: Annotated[int | None, typer.Option("--quality", metavar="Q", show_default=False,
-                                                   help="JPEG/WebP quality 1..100 [default: 95].")] = None,
-    format: Annotated[str | None, typer.Option("--format", metavar="FORMAT", show_default=False,
-                                                  help="Output format jpeg, png, webp, tiff or bmp "
-                                                       "[default: the input's].")] = None,
+    name: NameOption = None,
+    size: SizeOption = None,
+    long_edge: LongEdgeOption = None,
+    upscale: UpscaleOption = False,
+    quality: QualityOption = None,
+    format: FormatOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
-    preview: Annotated[bool, typer.Option("--preview", help="Also write STEM.preview.png with the chosen boxes.")] = False,
+    preview: PreviewOption = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Choose the crops and list the planned files; "
                                                             "write nothing.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files (never an input).")] = False,
-    model: Annotated[Path | None, typer.Option("--model", metavar="FILE", show_default=False,
-                                                  help="Model weights (.safetensors) [default: the packaged model].")] = None,
-    device: Annotated[str | None, typer.Option("--device", metavar="DEVICE", show_default=False,
-                                                  help="auto, cpu, cuda, cuda:N or mps [default: cpu].")] = None,
+    model: ModelOption = None,
+    device: DeviceOption = None,
     threads: Annotated[int | None, typer.Option("--threads", metavar="N", envvar="AUTOCROP_THREADS",
                                                    show_default=False,
                                                    help="torch threads [default: the idle cores].")] = None,
@@ -118,12 +117,9 @@ def crop_command(
 
 def _prepare_out_dir(out_dir: Path) -> None:
     """Create the output folder and check that files can be created in it (one line and exit 2 if not)."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(out_dir, "is a file, not a folder")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError.from_os_error(out_dir, err, "cannot create the folder") from err
+    from autocrop.io.fs import ensure_folder
+
+    ensure_folder(out_dir)
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise OutputError(out_dir, "the folder is not writable")
 

@@ -111,3 +111,14 @@ def same_file(a: Path, b: Path) -> bool:
         return a.exists() and b.exists() and os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def ensure_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents) if needed; :class:`OutputError` when it is a file or cannot be made."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(folder, "is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError.from_os_error(folder, err, "cannot create the folder") from err
