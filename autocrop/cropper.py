@@ -38,7 +38,7 @@ from autocrop.io.fs import ensure_folder
 from autocrop.io.sources import MemorySource, pil_of
 from autocrop.output import check_outputs, cut, mark_existing, output_size, plan_outputs, write_outputs
 from autocrop.results import Crop, CropResult
-from autocrop.settings import DEFAULT_DEVICE, CropSettings, check_device
+from autocrop.settings import DEFAULT_DEVICE, CropSettings, check_device, check_threads
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -80,9 +80,7 @@ class Cropper:
                  settings: CropSettings | None = None, **setting_values: Any) -> None:
         self.model = Path(model).expanduser() if model else None
         self.device = check_device(device)
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise UsageError(f"threads {threads!r}: must be a whole number >= 1")
-        self.threads = threads
+        self.threads = check_threads(threads)
         base = settings or CropSettings()
         self.settings = base.with_(**_typed(setting_values)) if setting_values else base
         self._scorer = scorer

@@ -29,6 +29,7 @@ MAX_TOP = 1000
 DEFAULT_QUALITY = 95
 DEFAULT_DIVERSITY = 0.7  # the largest IoU two returned crops of one ratio may have
 DEFAULT_DEVICE = "cpu"
+MAX_THREADS = 256  # more torch threads than this is a typo, not a machine (and can crash the OpenMP runtime)
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 #: Output formats users may ask for -> Pillow's format name.
 FORMAT_ALIASES = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG", "webp": "WEBP", "tiff": "TIFF", "tif": "TIFF",
@@ -61,6 +62,15 @@ def check_format(value: str | None) -> str | None:
     if fmt is None:
         raise UsageError(f"format {value!r}: unknown output format (use {', '.join(sorted(set(FORMAT_ALIASES)))})")
     return fmt
+
+
+def check_threads(value: Any) -> int | None:
+    """``threads``: torch intra-op threads, 1..256, or None (leave torch's own setting)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THREADS:
+        raise UsageError(f"threads {value!r}: must be a whole number 1..{MAX_THREADS}")
+    return value
 
 
 def check_device(value: str | None) -> str:
