@@ -124,3 +124,129 @@ def candidate_boxes(width: int, height: int, ratios: tuple[RatioSpec, ...] | lis
         all_boxes.append(boxes)
         groups.append(np.full(boxes.shape[0], index, dtype=np.int64))
     return np.concatenate(all_boxes, axis=0), np.concatenate(groups, axis=0)
+
+
+# ------------------------------------------------------------------------------ extra views around a subject
+
+EXTRA_SIZES = 4  # crop sizes between the smallest that holds a target and the largest
+EXTRA_ASPECTS = (1.0, 4 / 3, 3 / 4, 3 / 2, 2 / 3)  # free crops around a target: these w/h and the photo's own
+HEADROOM = 1 / 3  # second vertical position: the target's centre a third of the crop's height from its top
+
+
+def _span(low: float, high: float, size: float, limit: float) -> tuple[float, float]:
+    """Offsets ``o`` with ``[o, o + size]`` inside ``[0, limit]`` and holding ``[low, high]`` (if possible)."""
+    return max(0.0, high - size), min(limit - size, low)
+
+
+def _place(centre: float, size: float, low: float, high: float, limit: int, exact: bool) -> float:
+    """The offset of a crop of ``size`` centred at ``centre``, moved to hold ``[low, high]`` and the photo."""
+    first, last = _span(low, high, size, limit)
+    if exact:
+        first, last = float(np.ceil(first - 1e-9)), float(np.floor(last + 1e-9))
+    offset = min(max(centre - size / 2, first), last) if first <= last else centre - size / 2
+    offset = min(max(offset, 0.0), max(0.0, limit - size))
+    return float(round(offset)) if exact else offset
+
+
+def covering_crops(target: np.ndarray, width: int, height: int, ratio: tuple[int, int] | None,
+                   sizes: int = EXTRA_SIZES, min_area: float = MIN_AREA_FRACTION) -> np.ndarray:
+    """Crops that hold ``target`` (``x1 y1 x2 y2`` pixels) -> float64 [M, 4] ``x1 y1 x2 y2`` pixels of the photo.
+
+    ``ratio`` ``(a, b)``: crops of exactly ``k*a`` x ``k*b`` px, integer corners; None: free crops of the
+    photo's own aspect and :data:`EXTRA_ASPECTS` (w/h within :data:`ASPECT_RANGE`). Sizes: ``sizes`` steps
+    from the smallest crop that holds the target (at least ``min_area`` of the largest crop, as the grid)
+    to the largest; positions: centred on the target, and with the target's centre :data:`HEADROOM` of the
+    crop's height below its top; both moved inside the photo, still holding the target. Empty when the
+    target does not fit.
+    """
+    from math import ceil, sqrt
+
+    tx1, ty1, tx2, ty2 = (float(v) for v in np.asarray(target, dtype=np.float64).reshape(4))
+    tw, th = tx2 - tx1, ty2 - ty1
+    shapes: list[tuple[float, float]] = []
+    if ratio is not None:
+        a, b = reduce_ratio(*ratio)
+        k_max = min(width // a, height // b)
+        k_low = max(ceil(max(tw / a, th / b) - 1e-9), ceil(k_max * sqrt(min_area) - 1e-9), 1)
+        if k_low <= k_max:
+            ks = np.unique(np.round(np.linspace(k_low, k_max, sizes)).astype(np.int64))
+            shapes = [(float(k * a), float(k * b)) for k in ks]
+    else:
+        aspects = sorted({round(width / height, 6), *EXTRA_ASPECTS})
+        for aspect in aspects:
+            if not ASPECT_RANGE[0] <= aspect <= ASPECT_RANGE[1]:
+                continue
+            w_max = min(float(width), height * aspect)
+            w_low = max(tw, th * aspect, sqrt(min_area * width * height * aspect))
+            if w_low <= w_max + 1e-6:
+                shapes += [(float(w), float(w / aspect)) for w in np.linspace(min(w_low, w_max), w_max, sizes)]
+    exact = ratio is not None
+    cx, cy = (tx1 + tx2) / 2, (ty1 + ty2) / 2
+    out = []
+    for w, h in shapes:
+        x = _place(cx, w, tx1, tx2, width, exact)
+        for centre_y in (cy, cy - h / 2 + h * HEADROOM):
+            y = _place(centre_y, h, ty1, ty2, height, exact)
+            out.append((x, y, x + w, y + h))
+    return np.unique(np.asarray(out, dtype=np.float64).reshape(-1, 4), axis=0)
+
+
+def repaired_crops(boxes: np.ndarray, cut: np.ndarray, faces: np.ndarray, width: int, height: int,
+                   ratio: tuple[int, int] | None, min_area: float = MIN_AREA_FRACTION) -> np.ndarray:
+    """Views moved so that a face they cut is wholly inside or wholly outside -> float64 [M, 4] pixels.
+
+    boxes [N, 4] views, faces [F, 4] (grown) face boxes, cut bool [N, F]: view i cuts face j. For each cut:
+    one repair that takes the face in (every edge that runs through it moved just past it) and, per axis
+    with such an edge, one that leaves it out (that edge moved just before it). Exact ratios (``ratio``
+    given) move the whole view (same size, integer corners); free views move the edges themselves, and
+    also the whole view, keeping only results of aspect within :data:`ASPECT_RANGE` and at least
+    ``min_area`` of the photo. Everything is kept inside the photo; a repair may cut another face (the
+    caller judges).
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4)
+    limits = (width, height)
+    out: list[np.ndarray] = []
+    for i, j in zip(*np.nonzero(cut)):
+        box, face = boxes[i], faces[j]
+        take_shift, take_edges, fits = box.copy(), box.copy(), True
+        for axis in (0, 1):
+            low, high = float(np.floor(face[axis])), float(np.ceil(face[axis + 2]))
+            start, end = box[axis], box[axis + 2]
+            crosses = (face[axis] < start < face[axis + 2], face[axis] < end < face[axis + 2])
+            if not any(crosses):
+                continue
+            fits &= not all(crosses)
+            delta = low - start if crosses[0] else high - end
+            take_shift[[axis, axis + 2]] = _shifted(start + delta, end + delta, limits[axis])
+            take_edges[axis if crosses[0] else axis + 2] = low if crosses[0] else high
+            leave = box.copy()
+            delta = high - start if crosses[0] else low - end
+            leave[[axis, axis + 2]] = _shifted(start + delta, end + delta, limits[axis])
+            out.append(leave)
+            if ratio is None:
+                edges = box.copy()
+                edges[axis if crosses[0] else axis + 2] = high if crosses[0] else low
+                out.append(edges)
+        if fits:
+            out.append(take_shift)
+            if ratio is None:
+                out.append(take_edges)
+    if not out:
+        return np.zeros((0, 4), dtype=np.float64)
+    arr = np.asarray(out, dtype=np.float64)
+    arr[:, [0, 2]] = np.clip(arr[:, [0, 2]], 0, width)
+    arr[:, [1, 3]] = np.clip(arr[:, [1, 3]], 0, height)
+    w, h = arr[:, 2] - arr[:, 0], arr[:, 3] - arr[:, 1]
+    ok = (w >= 1) & (h >= 1)
+    if ratio is None:
+        aspect = w / np.maximum(h, 1e-9)
+        ok &= (aspect >= ASPECT_RANGE[0]) & (aspect <= ASPECT_RANGE[1]) & (w * h >= min_area * width * height)
+    return np.unique(np.round(arr[ok]), axis=0)
+
+
+def _shifted(start: float, end: float, limit: int) -> tuple[float, float]:
+    """``[start, end]`` moved (same length) to lie inside ``[0, limit]`` when it can."""
+    size = end - start
+    offset = min(max(start, 0.0), max(0.0, limit - size))
+    return offset, offset + size

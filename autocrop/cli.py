@@ -36,14 +36,14 @@ from autocrop.errors import AutocropError, UsageError
 
 PROG = "autocrop"
 DISTRIBUTION = "autocrop-views"
-COMMAND_MODULES = ("crop", "batch", "train", "bench", "doctor", "config")
+COMMAND_MODULES = ("crop", "batch", "faces", "train", "bench", "export", "doctor", "config")
 CROP_VERB = "crop"
 STDIN = "-"
 INTERRUPTED = f"{PROG}: interrupted"
 #: The config keys each verb takes as defaults of its options (mapped to its parameters by build_default_map).
 VERB_KEYS: dict[str, tuple[str, ...]] = {
-    "crop": ("ratio", "top", "quality", "name", "format", "model", "device"),
-    "batch": ("ratio", "top", "quality", "name", "format", "model", "device"),
+    "crop": ("ratio", "top", "quality", "name", "format", "model", "device", "runtime", "faces"),
+    "batch": ("ratio", "top", "quality", "name", "format", "model", "device", "runtime", "faces"),
     "bench": ("model", "device", "gaicd_dir", "fcdb_dir", "flms_dir"),
     "train": ("gaicd_dir", "fcdb_dir"),
 }

@@ -7,9 +7,11 @@
     result = cropper.crop("photo.jpg", ratio="16:9", out="crops/")   # files in crops/
     scores = cropper.score("photo.jpg", [[0, 0, 800, 450]])  # the model's score of your own boxes
 
-A crop flows: :meth:`decode` (EXIF-oriented, reduced size) -> :func:`autocrop.candidates.candidate_boxes`
--> one forward pass (:meth:`score`) -> per ratio :func:`autocrop.select.select_diverse` and
-:func:`autocrop.select.final_boxes` -> a :class:`~autocrop.results.CropResult` -> optionally
+A crop flows: :meth:`decode` (EXIF-oriented, reduced size) -> faces on the reduced image (:meth:`faces`,
+unless ``faces=False``) and the hints -> :func:`autocrop.candidates.candidate_boxes` (+ views around the
+faces where none keeps the rule, :mod:`autocrop.faces.rules`) -> one forward pass (:meth:`score`) -> per
+ratio :func:`autocrop.faces.apply.choose` (the face rule's order, :func:`autocrop.select.select_diverse`,
+:func:`autocrop.select.final_boxes`) -> a :class:`~autocrop.results.CropResult` -> optionally
 :func:`autocrop.output.plan_outputs`, :func:`~autocrop.output.check_outputs` and
 :func:`~autocrop.output.write_outputs` (and the preview).
 
@@ -25,39 +27,37 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from autocrop import select
 from autocrop.candidates import candidate_boxes
 from autocrop.errors import UsageError
 from autocrop.geometry import clip_boxes
 from autocrop.io import decode as dec
 from autocrop.io.fs import ensure_folder
 from autocrop.io.sources import MemorySource, pil_of
-from autocrop.output import check_outputs, cut, mark_existing, output_size, plan_outputs, write_outputs
+from autocrop.output import check_outputs, cut, mark_existing, plan_outputs, sized_outputs, write_outputs
 from autocrop.results import Crop, CropResult
-from autocrop.settings import DEFAULT_DEVICE, CropSettings, check_device, check_threads
+from autocrop.settings import (
+    DEFAULT_DEVICE,
+    DEFAULT_RUNTIME,
+    CropSettings,
+    check_device,
+    check_runtime,
+    check_threads,
+    typed_values,
+)
 
 if TYPE_CHECKING:
     from PIL import Image
 
+    from autocrop.faces.detect import Face, FaceDetector
+    from autocrop.faces.rules import Subject
+    from autocrop.model.scorer import Scorer
+
 PhotoInput = str | Path | bytes | bytearray | memoryview | IO[bytes] | MemorySource | Any
 """A photo: a path, encoded bytes, a binary file object, a PIL image or an [H, W(, C)] uint8 numpy array."""
-
-
-class Scorer(Protocol):
-    """What the Cropper needs from a model (see :func:`autocrop.model.load_scorer`)."""
-
-    @property
-    def input_short_side(self) -> int:
-        """Short side (px) of the image the model works at."""
-        ...
-
-    def score(self, image: Image.Image, boxes: np.ndarray) -> np.ndarray:
-        """image: RGB PIL image; boxes float32 [N, 4] x1 y1 x2 y2 pixels of that image -> float32 [N]."""
-        ...
 
 
 class Cropper:
@@ -65,8 +65,12 @@ class Cropper:
 
     model:   a ``.safetensors`` model file (from ``autocrop train``) or None for the packaged default.
     device:  "cpu", "cuda", "cuda:N", "mps" or "auto" (CUDA when available).
-    threads: torch intra-op threads to set when the model loads; None leaves torch's setting alone.
+    runtime: "auto" (ONNX Runtime on the CPU when a graph fits the model, else torch), "onnx" or "torch".
+    threads: the model's intra-op threads (ONNX Runtime: default 1; torch: set when the model loads,
+             None leaves torch's own setting).
     scorer:  an already built scorer (tests, custom models); ``model``/``device`` are then unused.
+    detector: a face detector (:class:`autocrop.faces.FaceDetector`; tests pass fixed faces); None = the
+             packaged YuNet model, opened on first use.
     settings / keywords: the default :class:`CropSettings` of this cropper, e.g. ``Cropper(refine=False)``.
 
     Raises :class:`~autocrop.errors.ModelError` when the model cannot be loaded,
@@ -76,14 +80,17 @@ class Cropper:
     """
 
     def __init__(self, model: str | Path | None = None, device: str = DEFAULT_DEVICE, *,
-                 threads: int | None = None, scorer: Scorer | None = None,
+                 runtime: str = DEFAULT_RUNTIME, threads: int | None = None, scorer: Scorer | None = None,
+                 detector: FaceDetector | None = None,
                  settings: CropSettings | None = None, **setting_values: Any) -> None:
         self.model = Path(model).expanduser() if model else None
         self.device = check_device(device)
+        self.runtime = check_runtime(runtime)
         self.threads = check_threads(threads)
         base = settings or CropSettings()
-        self.settings = base.with_(**_typed(setting_values)) if setting_values else base
+        self.settings = base.with_(**typed_values(setting_values)) if setting_values else base
         self._scorer = scorer
+        self._detector = detector
         self._load_lock = threading.Lock()
         self._score_lock = threading.Lock()
         self._preloader: threading.Thread | None = None
@@ -99,12 +106,18 @@ class Cropper:
                 if self._scorer is None:
                     from autocrop.model import load_scorer
 
-                    if self.threads is not None:
+                    scorer = load_scorer(self.model, device=self.device, runtime=self.runtime, threads=self.threads)
+                    if getattr(scorer, "runtime", "torch") == "torch" and self.threads is not None:
                         import torch
 
-                        torch.set_num_threads(self.threads)
-                    self._scorer = load_scorer(self.model, device=self.device)
+                        torch.set_num_threads(self.threads)  # the caller asked for it explicitly
+                    self._scorer = scorer
         return self._scorer
+
+    @property
+    def runtime_note(self) -> str | None:
+        """Why ``runtime="auto"`` fell back to torch (None when it did not, or before the model loads)."""
+        return getattr(self._scorer, "runtime_note", None)
 
     @property
     def model_loaded(self) -> bool:
@@ -179,6 +192,33 @@ class Cropper:
         arr = clip_boxes(arr, decoded.info.width, decoded.info.height, f"boxes for {decoded.label}")
         return self._score(decoded.image, (arr / decoded.scale).astype(np.float32))
 
+    @property
+    def detector(self) -> FaceDetector:
+        """The face detector (the packaged YuNet model unless one was given; its session opens on first use)."""
+        if self._detector is None:
+            with self._load_lock:
+                if self._detector is None:
+                    from autocrop.faces.detect import YuNetDetector
+
+                    self._detector = YuNetDetector()
+        return self._detector
+
+    def faces(self, photo: PhotoInput) -> tuple[Face, ...]:
+        """The faces in ``photo``, best first; boxes ``x1 y1 x2 y2`` in pixels of the EXIF-oriented photo.
+
+        Detected on the reduced image the model sees (no second decode); needs no ranking model.
+        """
+        decoded = self.decode(photo)
+        return self.detector.detect(decoded.image, decoded.scale)
+
+    def _subject(self, decoded: dec.ReducedImage, settings: CropSettings) -> tuple[tuple[Face, ...] | None,
+                                                                                  Subject | None]:
+        """(faces found or None when ``settings.faces`` is off, the photo's subject or None)."""
+        from autocrop.faces.apply import photo_subject
+
+        faces = self.detector.detect(decoded.image, decoded.scale) if settings.faces else None
+        return faces, photo_subject(faces, decoded.info.width, decoded.info.height, settings, decoded.label)
+
     def _score(self, image: Image.Image, boxes: np.ndarray) -> np.ndarray:
         """Score ``boxes`` [N, 4] (pixels of the reduced ``image``) in one forward pass -> float32 [N]."""
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
@@ -196,7 +236,7 @@ class Cropper:
     def settings_for(self, settings: CropSettings | None = None, **values: Any) -> CropSettings:
         """``settings`` (default: this cropper's) with loose ``values`` ("16:9", "1920x1080") applied."""
         base = settings or self.settings
-        return base.with_(**_typed(values)) if values else base
+        return base.with_(**typed_values(values)) if values else base
 
     def analyze(self, photo: PhotoInput, settings: CropSettings | None = None, **values: Any) -> CropResult:
         """Choose the ``top`` best crops per asked ratio of ``photo``; nothing is written or cut."""
@@ -211,27 +251,46 @@ class Cropper:
         return result
 
     def _analyze(self, decoded: dec.ReducedImage, settings: CropSettings) -> CropResult:
+        from autocrop.faces.apply import choose, crops_of, warnings_of, with_extra_candidates
+
         info = decoded.info
         t0 = time.perf_counter()
-        boxes, groups = candidate_boxes(info.width, info.height, settings.ratios, decoded.label)
+        faces, subject = self._subject(decoded, settings)
         t1 = time.perf_counter()
-        scores = self._score(decoded.image, boxes.astype(np.float32) / np.float32(decoded.scale))
+        boxes, groups = candidate_boxes(info.width, info.height, settings.ratios, decoded.label)
+        exact = [spec.resolve(info.width, info.height) for spec in settings.ratios]
+        labels = [spec.label for spec in settings.ratios]
+        boxes, groups = with_extra_candidates(boxes, groups, subject, exact, labels, decoded.label)
         t2 = time.perf_counter()
+        scores = self._score(decoded.image, boxes.astype(np.float32) / np.float32(decoded.scale))
+        t3 = time.perf_counter()
         crops: list[Crop] = []
+        warnings: list[str] = []
         for index, spec in enumerate(settings.ratios):
             members = np.flatnonzero(groups == index)
-            chosen = select.select_diverse(boxes[members], scores[members], settings.top, settings.diversity)
-            final = select.final_boxes(boxes[members], scores[members], chosen, info.width, info.height,
-                                       spec.resolve(info.width, info.height), settings.refine, settings.diversity)
-            for rank, (j, box) in enumerate(zip(members[chosen], final), start=1):
-                x1, y1, x2, y2 = (int(v) for v in box)
-                crops.append(Crop(rank=rank, ratio=spec.label, box=(x1, y1, x2, y2),
-                                  box_norm=(x1 / info.width, y1 / info.height, x2 / info.width, y2 / info.height),
-                                  width=x2 - x1, height=y2 - y1, score=float(scores[j])))
-        t3 = time.perf_counter()
+            picks = choose(boxes[members], scores[members], settings, exact[index], info.width, info.height, subject)
+            crops += crops_of(picks, scores[members], spec.label, info.width, info.height, faces is not None)
+            warnings += warnings_of(picks, spec.label, decoded.label)
+        t4 = time.perf_counter()
         return CropResult(source=decoded.label, width=info.width, height=info.height, format=info.format,
-                          crops=tuple(crops), candidates=int(boxes.shape[0]),
-                          timings={"candidates": t1 - t0, "score": t2 - t1, "select": t3 - t2})
+                          crops=tuple(crops), candidates=int(boxes.shape[0]), faces=faces, warnings=tuple(warnings),
+                          timings={"faces": t1 - t0, "candidates": t2 - t1, "score": t3 - t2, "select": t4 - t3})
+
+    def choose(self, photo: PhotoInput, boxes: np.ndarray, scores: np.ndarray, settings: CropSettings | None = None,
+               ratio: tuple[int, int] | None = None, top: int = 1) -> np.ndarray:
+        """The crops ``autocrop crop`` makes from caller-given candidates of one ratio and their scores.
+
+        boxes [N, 4] ``x1 y1 x2 y2`` pixels of the photo, scores [N] (e.g. from :meth:`score`); ratio: the
+        exact ``(a, b)`` of the boxes or None (free). The face rule and hints of ``settings`` apply: extra
+        views are scored here when the rule needs them. -> int64 [<= top, 4] pixels (the bench's top-1).
+        """
+        from autocrop.faces.apply import choose_scored
+
+        settings = settings or self.settings
+        decoded = photo if isinstance(photo, dec.ReducedImage) else self.decode(photo)
+        _, subject = self._subject(decoded, settings)
+        return choose_scored(boxes, scores, lambda extra: self._score(decoded.image, extra / decoded.scale),
+                             settings, ratio, decoded.info.width, decoded.info.height, subject, decoded.label, top)
 
     def crop(self, photo: PhotoInput, settings: CropSettings | None = None, *, out: str | Path | None = None,
              write: bool | None = None, dry_run: bool = False, images: bool = True,
@@ -265,7 +324,7 @@ class Cropper:
             if not images or not result.crops:
                 return result
             full = self._full_image(decoded)
-            sized = _sized(result, settings)
+            sized = sized_outputs(result, settings)
             return sized.with_crops([replace(c, image=cut(full, c.box, (c.width, c.height))) for c in sized.crops])
         out_dir = self._out_dir(decoded, out)
         planned = plan_outputs(result, settings, out_dir, stem or _stem(decoded), _path_of(decoded))
@@ -306,7 +365,7 @@ class Cropper:
         """The crops of ``result`` (of a photo given by path) as full-resolution PIL images."""
         settings = self.settings_for(settings, **values)
         full, _ = dec.load_full(result.source)
-        return [cut(full, c.box, (c.width, c.height)) for c in _sized(result, settings).crops]
+        return [cut(full, c.box, (c.width, c.height)) for c in sized_outputs(result, settings).crops]
 
     # ------------------------------------------------------------------ helpers
 
@@ -329,26 +388,6 @@ class Cropper:
 
         assert planned.preview is not None
         save_image(draw_preview(full, planned), planned.preview, "PNG", overwrite=settings.overwrite)
-
-
-def _typed(values: dict[str, Any]) -> dict[str, Any]:
-    """Loose keyword values (``ratio="16:9"``, ``size="WxH"``) -> CropSettings fields."""
-    from autocrop.ratios import parse_ratios, parse_size
-
-    out = {k: v for k, v in values.items() if v is not None}
-    if "ratio" in out:
-        out["ratios"] = parse_ratios(out.pop("ratio"))
-    if "ratios" in out:
-        out["ratios"] = parse_ratios(out["ratios"])
-    if "size" in out:
-        out["size"] = parse_size(out["size"])
-    return out
-
-
-def _sized(result: CropResult, settings: CropSettings) -> CropResult:
-    """``result`` with each crop's output size under ``size``/``long_edge``."""
-    return result.with_crops([replace(c, width=w, height=h) for c in result.crops
-                              for w, h in [output_size(c.box[2] - c.box[0], c.box[3] - c.box[1], settings)]])
 
 
 def _path_of(decoded: dec.ReducedImage) -> Path | None:

@@ -7,10 +7,15 @@
 Names come from the pattern of :class:`autocrop.settings.CropSettings` (fields {stem} {rank} {ratio}
 {ext} {w} {h}). Every *rendered* name is checked: one path component, not empty, not hidden, at most
 255 bytes, so no pattern (``{w:c}`` renders characters) can place a file outside the output folder.
+:func:`check_outputs` then resolves every planned file (symbolic links followed): it must be that very
+name inside its output folder (a link planted under an output name, to anywhere, is refused even with
+``overwrite``), never an input, never a folder. Output sizes are bounded like inputs: at most
+``PIL.Image.MAX_IMAGE_PIXELS`` pixels.
 """
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING
 from autocrop.errors import OutputError, UsageError
 from autocrop.io.encode import output_format, output_suffix, save_image
 from autocrop.io.fs import remove_quietly, same_file
-from autocrop.ratios import parse_ratio
+from autocrop.ratios import max_output_pixels, parse_ratio
 from autocrop.system import available_cpus
 
 if TYPE_CHECKING:
@@ -88,8 +93,12 @@ def plan_outputs(result: CropResult, settings: CropSettings, out_dir: Path, stem
     ext = output_suffix(fmt, source_path).lstrip(".")
     slugs = {spec.label: spec.slug for spec in settings.ratios}
     crops: list[Crop] = []
+    limit = max_output_pixels()
     for crop in result.crops:
         width, height = output_size(crop.box[2] - crop.box[0], crop.box[3] - crop.box[1], settings)
+        if limit is not None and width * height > limit:
+            raise UsageError(f"an output of {width}x{height} = {width * height} pixels exceeds the limit of {limit} "
+                             f"pixels (PIL.Image.MAX_IMAGE_PIXELS); ask for a smaller size or long_edge")
         slug = slugs.get(crop.ratio) or parse_ratio(crop.ratio).slug
         name = render_name(settings.name, stem, crop.rank, slug, ext, width, height)
         crops.append(replace(crop, path=Path(out_dir) / name, width=width, height=height))
@@ -104,7 +113,8 @@ def check_outputs(result: CropResult, protected: list[Path], overwrite: bool) ->
     """Raise :class:`OutputError` when a planned file of ``result`` must not be written.
 
     Never an input (``protected``: every input of the call, compared as files, so links count), never
-    a folder, and never an existing file unless ``overwrite``.
+    a folder, never a symbolic link or anything else that does not resolve to that same name in its
+    output folder, and never an existing file unless ``overwrite``.
     """
     targets = [c.path for c in result.crops if c.path is not None]
     if result.preview is not None:
@@ -114,7 +124,10 @@ def check_outputs(result: CropResult, protected: list[Path], overwrite: bool) ->
             raise OutputError(path, "is an input photo of this run; it is never overwritten")
         if path.is_dir():
             raise OutputError(path, "is a folder")
-        if (path.exists() or path.is_symlink()) and not overwrite:
+        resolved = os.path.realpath(path)
+        if path.is_symlink() or resolved != os.path.join(os.path.realpath(path.parent), path.name):
+            raise OutputError(path, f"is a link to {resolved}; autocrop never writes through or over a link")
+        if path.exists() and not overwrite:
             raise OutputError(path, "already exists (not replaced without overwrite)")
 
 
@@ -171,3 +184,9 @@ def write_outputs(result: CropResult, image: Image.Image, settings: CropSettings
         for path in written:  # with overwrite a replaced file cannot come back; a new one is removed
             remove_quietly(path)
         raise errors[0]
+
+
+def sized_outputs(result: CropResult, settings: CropSettings) -> CropResult:
+    """``result`` with each crop's output ``width``/``height`` under ``size``/``long_edge`` (no paths)."""
+    return result.with_crops([replace(c, width=w, height=h) for c in result.crops
+                              for w, h in [output_size(c.box[2] - c.box[0], c.box[3] - c.box[1], settings)]])

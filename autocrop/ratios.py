@@ -92,7 +92,12 @@ def parse_ratios(values: Iterable[str | RatioSpec] | str | RatioSpec | None) -> 
 
 
 def parse_size(value: str | tuple[int, int] | list[int] | None) -> tuple[int, int] | None:
-    """``"1920x1080"`` or ``(1920, 1080)`` -> (1920, 1080); None or "" stays None. Raises :class:`UsageError`."""
+    """``"1920x1080"`` or ``(1920, 1080)`` -> (1920, 1080) pixels; None or "" stays None.
+
+    Each side 1..65535 pixels and at most ``PIL.Image.MAX_IMAGE_PIXELS`` pixels in all (the limit
+    inputs have, 89,478,485 by default), so an output can never exhaust memory. Raises
+    :class:`UsageError` (one line).
+    """
     if value is None or (isinstance(value, str) and value.strip() == ""):
         return None
     if isinstance(value, (tuple, list)):
@@ -106,7 +111,19 @@ def parse_size(value: str | tuple[int, int] | list[int] | None) -> tuple[int, in
         w, h = int(match.group(1)), int(match.group(2))
     if not (1 <= w <= MAX_SIZE and 1 <= h <= MAX_SIZE):
         raise UsageError(f"size {w}x{h}: width and height must be 1..{MAX_SIZE} pixels")
+    limit = max_output_pixels()
+    if limit is not None and w * h > limit:
+        raise UsageError(f"size {w}x{h}: {w * h} pixels exceeds the limit of {limit} pixels "
+                         f"(PIL.Image.MAX_IMAGE_PIXELS, the decompression-bomb limit)")
     return w, h
+
+
+def max_output_pixels() -> int | None:
+    """The most pixels one output may have: ``PIL.Image.MAX_IMAGE_PIXELS`` (None when it is switched off)."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    return int(limit) if limit is not None else None
 
 
 def simple_ratio(width: int, height: int, tolerance: float = 0.005, max_term: int = 64) -> tuple[int, int]:

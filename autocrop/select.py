@@ -9,6 +9,8 @@ first k crops of a top-(k+1) request are the crops of the top-k request.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from autocrop.geometry import box_iou, max_iou, snap_box
@@ -20,7 +22,8 @@ REFINE_TEMPERATURE = 0.25  # softmax temperature, in units of the photo's score 
 REFINE_MIN_IOU = 0.5  # a candidate helps refine a chosen view only when it overlaps it this much
 
 
-def select_diverse(boxes: np.ndarray, scores: np.ndarray, k: int, iou_threshold: float = DIVERSITY_IOU) -> np.ndarray:
+def select_diverse(boxes: np.ndarray, scores: np.ndarray, k: int, iou_threshold: float = DIVERSITY_IOU,
+                   priority: np.ndarray | None = None, rounds: np.ndarray | None = None) -> np.ndarray:
     """Indices of up to ``k`` high-scoring boxes that are not near-duplicates, in the order chosen.
 
     Greedy: walk the boxes by descending score, keep one when its IoU with every kept box is
@@ -29,6 +32,12 @@ def select_diverse(boxes: np.ndarray, scores: np.ndarray, k: int, iou_threshold:
     identical boxes are never returned twice. The order is the order of choice (best first, then
     the views admitted by looser thresholds), so the result for ``k`` is a prefix of the result for
     ``k + 1``. boxes [N, 4], scores [N] -> int64 [<= k].
+
+    priority: int [N], lower first (e.g. the face rule's rank, :func:`autocrop.faces.rules.priority`): the
+    walk takes the boxes by ascending priority, then descending score; None = by score alone.
+    rounds: int [N]: the boxes of round 0 go through every threshold (the looser ones too) before any box
+    of round 1 is considered, and so on (the face rule: a crop that keeps it, even one more alike to the
+    others, comes before one that breaks it); None = one round.
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -36,19 +45,25 @@ def select_diverse(boxes: np.ndarray, scores: np.ndarray, k: int, iou_threshold:
         raise ValueError(f"{boxes.shape[0]} boxes but {scores.shape[0]} scores")
     if k < 1 or boxes.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
-    order = np.argsort(-scores, kind="stable")
+    if priority is None:
+        order = np.argsort(-scores, kind="stable")
+    else:
+        order = np.lexsort((-scores, np.asarray(priority, dtype=np.int64).reshape(-1)))
     iou = box_iou(boxes, boxes)
+    stage = np.zeros(boxes.shape[0], dtype=np.int64) if rounds is None else np.asarray(rounds, np.int64).reshape(-1)
     chosen: list[int] = []
-    for threshold in (iou_threshold, *[t for t in RELAXED_IOU if t > iou_threshold]):
-        for i in order:
+    for current in np.unique(stage):
+        members = order[stage[order] == current]
+        for threshold in (iou_threshold, *[t for t in RELAXED_IOU if t > iou_threshold]):
+            for i in members:
+                if len(chosen) >= k:
+                    break
+                if i in chosen:
+                    continue
+                if not chosen or float(iou[i, chosen].max()) <= threshold:
+                    chosen.append(int(i))
             if len(chosen) >= k:
                 break
-            if i in chosen:
-                continue
-            if not chosen or float(iou[i, chosen].max()) <= threshold:
-                chosen.append(int(i))
-        if len(chosen) >= k:
-            break
     return np.asarray(chosen, dtype=np.int64)
 
 
@@ -92,8 +107,8 @@ def refine_boxes(
 
 
 def final_boxes(boxes: np.ndarray, scores: np.ndarray, chosen: np.ndarray, width: int, height: int,
-                ratio: tuple[int, int] | None, refine: bool = True,
-                diversity: float = DIVERSITY_IOU) -> np.ndarray:
+                ratio: tuple[int, int] | None, refine: bool = True, diversity: float = DIVERSITY_IOU,
+                accept: Callable[[np.ndarray, np.ndarray], bool] | None = None) -> np.ndarray:
     """The crops returned for the ``chosen`` candidates (in rank order) -> int64 [K, 4] pixels of the photo.
 
     boxes [N, 4] / scores [N]: one ratio's candidates (pixels); ratio: its exact ``(a, b)``, None when
@@ -103,6 +118,8 @@ def final_boxes(boxes: np.ndarray, scores: np.ndarray, chosen: np.ndarray, width
     ``max(diversity, the largest IoU of view k with those crops)``; else it is its snapped view. So
     refining never makes a crop more alike to the ones before it than its own view is, and crop k
     depends only on views 1..k: asking for more crops never changes the first ones.
+    ``accept(refined, view)`` (int64 [4] boxes), when given, must also hold for the refined box (the face
+    rule: :func:`autocrop.faces.rules.no_worse`), else the crop is its view.
     """
     chosen = np.asarray(chosen, dtype=np.int64).reshape(-1)
     views = np.asarray([snap_box(box, width, height, ratio) for box in np.asarray(boxes)[chosen]],
@@ -115,5 +132,6 @@ def final_boxes(boxes: np.ndarray, scores: np.ndarray, chosen: np.ndarray, width
         candidate = snap_box(refined[k], width, height, ratio)
         earlier = np.asarray(final)
         bound = max(diversity, max_iou(view, earlier))
-        final.append(candidate if max_iou(candidate, earlier) <= bound else view)
+        keep = max_iou(candidate, earlier) <= bound and (accept is None or bool(accept(candidate, view)))
+        final.append(candidate if keep else view)
     return np.asarray(final, dtype=np.int64).reshape(-1, 4)

@@ -18,6 +18,7 @@ from fractions import Fraction
 from typing import Any
 
 from autocrop.errors import UsageError
+from autocrop.faces.hints import Box, Point, check_focus, check_keep
 from autocrop.geometry import reduce_ratio
 from autocrop.ratios import FREE, MAX_SIZE, RatioSpec, parse_ratios, parse_size
 
@@ -71,6 +72,32 @@ def check_threads(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THREADS:
         raise UsageError(f"threads {value!r}: must be a whole number 1..{MAX_THREADS}")
     return value
+
+
+SWITCH_WORDS = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False, "1": True,
+                "0": False}
+
+
+def parse_switch(name: str, value: Any) -> bool:
+    """An on/off setting (``faces``): True/False, or on|off, true|false, yes|no, 1|0 in any case."""
+    if isinstance(value, bool):
+        return value
+    word = SWITCH_WORDS.get(str(value).strip().lower()) if isinstance(value, (str, int)) else None
+    if word is None:
+        raise UsageError(f"{name} {value!r}: use on or off")
+    return word
+
+
+RUNTIMES = ("auto", "onnx", "torch")
+DEFAULT_RUNTIME = "auto"
+
+
+def check_runtime(value: str | None) -> str:
+    """``runtime``: auto (ONNX Runtime on the CPU when a graph fits the model, else torch), onnx or torch."""
+    text = DEFAULT_RUNTIME if value is None else str(value).strip().lower()
+    if text not in RUNTIMES:
+        raise UsageError(f"runtime {value!r}: use auto, onnx or torch")
+    return text
 
 
 def check_device(value: str | None) -> str:
@@ -128,6 +155,12 @@ class CropSettings:
     refine:    move each chosen view to the score-weighted mean of its neighbours (see :mod:`autocrop.select`).
     preview:   also write ``<stem>.preview.png`` with the chosen boxes drawn.
     overwrite: replace existing output files (never an input).
+    faces:     the face rule (see :mod:`autocrop.faces.rules`): detect faces; crops never cut one and keep
+               the main face (and its group) whenever a crop of the ratio can; True/False or "on"/"off".
+    keep:      boxes (x1, y1, x2, y2) every crop must hold wholly: pixels of the EXIF-oriented photo, or
+               0..1 fractions of its width/height when all four values are <= 1 (see :mod:`autocrop.faces.hints`).
+    focus:     a point (x, y) every crop must hold, and which pulls crops to centre on it (pixels, or
+               fractions when both values are <= 1); None = none.
 
     Construct with typed values (validated here) or with :meth:`build` from loose ones ("16:9", "1920x1080").
     """
@@ -144,6 +177,9 @@ class CropSettings:
     refine: bool = True
     preview: bool = False
     overwrite: bool = False
+    faces: bool = True
+    keep: tuple[Box, ...] = ()
+    focus: Point | None = None
 
     def __post_init__(self) -> None:
         ratios = parse_ratios(self.ratios)
@@ -172,6 +208,9 @@ class CropSettings:
                 if spec.kind != "fixed":
                     raise UsageError(f"size {size[0]}x{size[1]} cannot be combined with ratio {spec.label}")
         object.__setattr__(self, "name", self._checked_name(self.name, ratios))
+        object.__setattr__(self, "faces", parse_switch("faces", self.faces))
+        object.__setattr__(self, "keep", check_keep(self.keep))
+        object.__setattr__(self, "focus", check_focus(self.focus))
 
     def _checked_name(self, pattern: str, ratios: tuple[RatioSpec, ...]) -> str:
         name = check_name_pattern(pattern)
@@ -236,4 +275,19 @@ class CropSettings:
             "diversity": self.diversity,
             "refine": self.refine,
             "preview": self.preview,
+            "faces": self.faces,
+            "keep": [list(box) for box in self.keep],
+            "focus": list(self.focus) if self.focus is not None else None,
         }
+
+
+def typed_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Loose keyword values (``ratio="16:9"``, ``size="WxH"``) -> :class:`CropSettings` fields; None values dropped."""
+    out = {k: v for k, v in values.items() if v is not None}
+    if "ratio" in out:
+        out["ratios"] = parse_ratios(out.pop("ratio"))
+    if "ratios" in out:
+        out["ratios"] = parse_ratios(out["ratios"])
+    if "size" in out:
+        out["size"] = parse_size(out["size"])
+    return out

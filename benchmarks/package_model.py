@@ -85,6 +85,10 @@ def main() -> None:
     PACKAGED_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(PACKAGED_WEIGHTS, source.read_bytes(), overwrite=True)
     card["weights_file"] = PACKAGED_WEIGHTS.name
+    from autocrop.model.export import export_onnx  # the ONNX Runtime graph (no weights: read from the safetensors)
+
+    graph = export_onnx(PACKAGED_WEIGHTS, PACKAGED_WEIGHTS.with_suffix(".onnx"))
+    card["onnx_graph"] = {"file": graph.name, "sha256": sha256_of(graph), "size_bytes": graph.stat().st_size}
     write_card(PACKAGED_WEIGHTS, card)
     size_mb = PACKAGED_WEIGHTS.stat().st_size / 1e6
     print(f"packaged {PACKAGED_WEIGHTS} ({size_mb:.1f} MB, sha256 {card['sha256'][:12]}...)")

@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parent.parent
 SETTING_ENV = ("RATIO", "TOP", "QUALITY", "NAME", "FORMAT", "DEVICE", "MODEL", "GAICD_DIR", "FCDB_DIR",
-               "FLMS_DIR", "THREADS")
+               "FLMS_DIR", "THREADS", "RUNTIME", "FACES")
 
 
 def _data_root() -> Path:

@@ -329,10 +329,10 @@ def test_same_stem_inputs_do_not_collide(tmp_path: Path, spec: Any) -> None:
     tally = run_batch(opts(src, out), spec(preview=True), out_stream=io.StringIO())
     assert tally.complete
     assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".jsonl")) == [
-        "a_jpg.crop1.jpg", "a_jpg.preview.png", "a_png.crop1.png", "a_png.preview.png",
+        "a.jpg.crop1.jpg", "a.jpg.preview.png", "a.png.crop1.png", "a.png.preview.png",
         "b.crop1.jpg", "b.preview.png"]
     recs = records(out / "autocrop-manifest.jsonl")
-    assert recs["a.png"]["outputs"] == ["a_png.crop1.png", "a_png.preview.png"]
+    assert recs["a.png"]["outputs"] == ["a.png.crop1.png", "a.png.preview.png"]
 
 
 def test_out_inside_source_allowed_is_not_walked(album: Path, spec: Any) -> None:

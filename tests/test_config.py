@@ -37,8 +37,8 @@ def test_defaults_without_file_come_from_settings() -> None:
     assert loaded["ratio"] == "" and loaded["format"] == "" and loaded["model"] == ""
     assert set(loaded.sources.values()) == {"default"}
     assert loaded.configured() == {}
-    assert list(config.KEYS) == ["ratio", "top", "quality", "name", "format", "device", "model", "gaicd_dir",
-                                 "fcdb_dir", "flms_dir"]
+    assert list(config.KEYS) == ["ratio", "top", "quality", "name", "format", "device", "model", "runtime", "faces",
+                                 "gaicd_dir", "fcdb_dir", "flms_dir"]
 
 
 def test_precedence_env_over_file_over_default(isolated_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:

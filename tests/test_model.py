@@ -56,7 +56,7 @@ def test_weights_roundtrip_and_card(tmp_path, photo):
     card = save_weights(tmp_path / "m.safetensors", net.state_dict(), config, {"name": "t", "training_images": []})
     scorer = ViewScorer(net, {})  # folds BatchNorm in place: save first
     assert card["config"]["spatial"] is True and len(card["sha256"]) == 64
-    loaded = load_scorer(tmp_path / "m.safetensors")
+    loaded = load_scorer(tmp_path / "m.safetensors", runtime="torch")
     assert loaded.config == config
     boxes = [[10, 10, 300, 250]]
     np.testing.assert_allclose(loaded.score(photo, boxes), scorer.score(photo, boxes), rtol=1e-5)

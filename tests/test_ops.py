@@ -1,4 +1,5 @@
-"""RoIAlign / RoDAlign: compiled kernels vs the pure-torch references, gradients, hand-worked cases."""
+"""RoIAlign / RoDAlign: compiled kernels vs the pure-torch references, gradients, hand-worked cases, operator
+registration (opcheck: schema, fake kernels, autograd) and tracing with symbolic shapes (torch.export)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ DISPATCH = {"roi_align": ops.roi_align, "rod_align": ops.rod_align}
 
 
 def compiled(name: str, features, rois, output_size, scale, sampling_ratio=2, aligned=True):
-    """The compiled op through its autograd wrapper, whatever AUTOCROP_OPS says."""
-    return ops._CompiledAlign.apply(features, rois, name, output_size, scale, sampling_ratio, aligned)
+    """The compiled op (its registered autograd formula included), whatever AUTOCROP_OPS says."""
+    return ops.compiled_align(name, features, rois, output_size, scale, sampling_ratio, aligned)
 
 
 def random_rois(generator: torch.Generator, batch: int, width: float, height: float, dtype) -> torch.Tensor:
@@ -224,3 +225,107 @@ def test_compiled_rejects_bad_input():
         compiled("roi_align", features, torch.tensor([[0, 0.0, 0.0, 8.0, 8.0]]), (2, 2), 1 / 16, 0)
     empty = compiled("roi_align", features, torch.zeros(0, 5), (2, 2), 1 / 16)
     assert empty.shape == (0, 2, 2, 2)
+
+
+OPCHECK_ROIS = [[0, 10.0, 7.0, 70.0, 50.0], [1, -9.0, 20.0, 40.0, 95.0], [1, 33.0, 2.0, 36.0, 9.0]]
+
+
+@pytest.mark.parametrize("name", ["roi_align", "rod_align"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_opcheck_registered_operators(name, dtype):
+    """Schema, fake (meta) kernel, autograd registration and AOT dispatch with dynamic shapes, as torch checks them."""
+    ops.ensure_ops()
+    generator = torch.Generator().manual_seed(4)
+    features = torch.randn(2, 3, 6, 7, generator=generator, dtype=dtype, requires_grad=True)
+    rois = torch.tensor(OPCHECK_ROIS, dtype=dtype)
+    forward = getattr(torch.ops.autocrop, f"{name}_forward")
+    backward = getattr(torch.ops.autocrop, f"{name}_backward")
+    for op, args in (
+        (forward, (features, rois, 1 / 16, 3, 2, 2, True)),
+        (forward, (features.detach(), rois, 0.5, 2, 2, 1, False)),
+        (backward, (torch.randn(3, 3, 3, 2, generator=generator, dtype=dtype), rois, 1 / 16, 3, 2, 2, True,
+                    2, 3, 6, 7)),
+    ):
+        result = torch.library.opcheck(op, args)
+        assert set(result.values()) == {"SUCCESS"}, result
+
+
+@pytest.mark.parametrize("name", ["roi_align", "rod_align"])
+def test_reference_kernels_registered_without_the_extension_match_the_compiled_ones(name):
+    """A build without the extension registers the references under the same schemas: same forward and backward."""
+    forward, backward = ops._reference_kernels(name)
+    generator = torch.Generator().manual_seed(8)
+    features = torch.randn(2, 3, 6, 7, generator=generator, dtype=torch.float64)
+    rois = torch.tensor(OPCHECK_ROIS, dtype=torch.float64)
+    grad = torch.randn(3, 3, 3, 2, generator=generator, dtype=torch.float64)
+    out = forward(features, rois, 1 / 16, 3, 2, 2, True)
+    torch.testing.assert_close(out, ops.REFERENCES[name](features, rois, (3, 2), 1 / 16, 2, True))
+    leaf = features.clone().requires_grad_(True)
+    ops.REFERENCES[name](leaf, rois, (3, 2), 1 / 16, 2, True).backward(grad)
+    torch.testing.assert_close(backward(grad, rois, 1 / 16, 3, 2, 2, True, 2, 3, 6, 7), leaf.grad)
+    if COMPILED:
+        torch.testing.assert_close(out, compiled(name, features, rois, (3, 2), 1 / 16), atol=1e-12, rtol=1e-12)
+        compiled_grad = getattr(torch.ops.autocrop, f"{name}_backward")(grad, rois, 1 / 16, 3, 2, 2, True, 2, 3, 6, 7)
+        torch.testing.assert_close(compiled_grad, leaf.grad, atol=1e-12, rtol=1e-12)
+
+
+class _Heads(torch.nn.Module):
+    """RoI + RoD features of boxes [N, 4] (input pixels) on a stride-16 map of an image of any size."""
+
+    def __init__(self, use_reference: bool) -> None:
+        super().__init__()
+        self.use_reference = use_reference
+
+    def forward(self, features: torch.Tensor, boxes: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        scale = features.shape[-1] / image.shape[-1]
+        rois = torch.cat([torch.zeros_like(boxes[:, :1]), boxes], dim=1)
+        if self.use_reference:
+            return torch.cat([ops.roi_align_reference(features, rois, (3, 3), scale),
+                              ops.rod_align_reference(features, rois, (3, 3), scale)], dim=1)
+        return torch.cat([ops.roi_align(features, rois, (3, 3), scale),
+                          ops.rod_align(features, rois, (3, 3), scale)], dim=1)
+
+
+@pytest.mark.parametrize("use_reference", [False, True])
+def test_ops_trace_with_symbolic_sizes(use_reference):
+    """torch.export with dynamic map size, image size and box count; the program then runs at other sizes."""
+    height, width, count = torch.export.Dim("h", min=2), torch.export.Dim("w", min=2), torch.export.Dim("n")
+    image_h, image_w = torch.export.Dim("ih", min=16), torch.export.Dim("iw", min=16)
+    example = (torch.randn(1, 4, 8, 12), torch.tensor([[0.0, 0.0, 100.0, 80.0], [20.0, 10.0, 150.0, 120.0]]),
+               torch.zeros(1, 3, 128, 192))
+    program = torch.export.export(_Heads(use_reference), example, dynamic_shapes=(
+        {2: height, 3: width}, {0: count}, {2: image_h, 3: image_w}))
+    targets = {str(node.target) for node in program.graph.nodes}
+    assert any("autocrop.roi_align_forward" in t for t in targets) != use_reference
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(1, 4, 11, 7, generator=generator)
+    boxes = torch.tensor([[0.0, 0.0, 112.0, 176.0], [5.0, 30.0, 60.0, 150.0], [50.0, 2.0, 111.0, 90.0]])
+    image = torch.zeros(1, 3, 176, 112)
+    expected = _Heads(True)(features, boxes, image)
+    torch.testing.assert_close(program.module()(features, boxes, image), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_operators_exist_and_pass_opcheck_without_the_extension():
+    """A build without a C++ compiler: the references are registered under the same schemas (fresh process)."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+sys.modules["autocrop._C"] = None  # the extension is absent
+import torch
+from autocrop import ops
+assert ops.compiled_status()[0] is False and ops.backend() == "torch"
+features = torch.randn(2, 3, 6, 7, dtype=torch.float64, requires_grad=True)
+rois = torch.tensor([[0, 10.0, 7.0, 70.0, 50.0], [1, -9.0, 20.0, 40.0, 95.0]], dtype=torch.float64)
+for name in ("roi_align", "rod_align"):
+    forward, backward = (getattr(torch.ops.autocrop, f"{name}_{d}") for d in ("forward", "backward"))
+    assert set(torch.library.opcheck(forward, (features, rois, 1 / 16, 3, 2, 2, True)).values()) == {"SUCCESS"}
+    grad = torch.randn(2, 3, 3, 2, dtype=torch.float64)
+    args = (grad, rois, 1 / 16, 3, 2, 2, True, 2, 3, 6, 7)
+    assert set(torch.library.opcheck(backward, args).values()) == {"SUCCESS"}
+    assert torch.autograd.gradcheck(lambda f: forward(f, rois, 1 / 16, 3, 2, 2, True), (features,))
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]

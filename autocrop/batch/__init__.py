@@ -8,7 +8,8 @@ manifest), in parallel (local threads or Ray actors), every input through :class
     tally = run_batch(BatchOptions(source=Path("album"), out=Path("crops")), spec)
     tally.complete, tally.failures        # every input done? which failed, and why
 
-Modules: :mod:`.walk` (inputs, location checks), :mod:`.manifest` (JSONL records, resume), :mod:`.worker`
+Modules: :mod:`.walk` (inputs, location checks, output stems), :mod:`.manifest` (JSONL records, resume),
+:mod:`.lock` (one batch per output folder), :mod:`.worker`
 (:class:`CropperSpec` and one input through the Cropper), :mod:`.local` / :mod:`.ray_engine` (the two
 engines), :mod:`.summary` (progress, summary, the :class:`Tally` a run returns), :mod:`.run`
 (:func:`run_batch`, which ties them together). Exit codes are the command's business

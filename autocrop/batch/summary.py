@@ -1,4 +1,8 @@
-"""Progress while a batch runs (a rich bar on a terminal, plain log lines otherwise) and the summary at its end."""
+"""Progress while a batch runs (a rich bar on a terminal, plain log lines otherwise) and the summary at its end.
+
+Every path shown goes through :func:`display`: a file name that is not valid UTF-8 is shown with ``\\xNN``
+escapes instead of making the terminal (or the JSON summary) fail.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,19 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def display(text: str) -> str:
+    """``text`` printable anywhere: bytes of a non-UTF-8 file name (lone surrogates) as ``\\xNN`` escapes."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that is no escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass
@@ -17,6 +34,8 @@ class Tally:
     failures: (input or folder, one-line reason), also for folders that could not be read.
     interrupted: the run was stopped (Ctrl-C, SIGTERM) before every input was done.
     dry_run: nothing was done; ``planned`` lists (input, output folder) of what would be.
+    manifest_bad_lines: manifest lines skipped because they could not be read (cut by a kill, edited).
+    Paths are as :func:`display` shows them.
     """
 
     total: int = 0
@@ -34,6 +53,7 @@ class Tally:
     planned: list[tuple[str, str]] = field(default_factory=list)
     out: str = ""
     manifest: str = ""
+    manifest_bad_lines: int = 0
 
     @property
     def complete(self) -> bool:
@@ -47,6 +67,7 @@ class Tally:
             "total": self.total, "ok": self.ok, "failed": self.failed, "done_before": self.done_before,
             "ignored": self.ignored, "outputs": self.outputs, "seconds": round(elapsed, 3),
             "interrupted": self.interrupted, "dry_run": self.dry_run, "out": self.out, "manifest": self.manifest,
+            "manifest_bad_lines": self.manifest_bad_lines,
             "failures": [{"path": path, "error": error} for path, error in self.failures],
         }
         if self.dry_run:
@@ -62,7 +83,8 @@ class Tally:
             self.outputs += len(record.get("outputs") or [])
         else:
             self.failed += 1
-            self.failures.append((record.get("path", "?"), record.get("error") or "unknown error"))
+            self.failures.append((display(str(record.get("path", "?"))), display(str(record.get("error") or
+                                                                                     "unknown error"))))
 
     @property
     def processed(self) -> int:
@@ -135,17 +157,19 @@ class Progress:
         if self._bar is not None:
             self._bar.advance(self._task)
             if record.get("status") != "ok":
-                self._bar.console.print(f"[red]failed[/red] {record.get('path')}: {record.get('error')}",
-                                        markup=True, highlight=False)
+                from rich.text import Text
+
+                self._bar.console.print(Text.assemble(("failed", "red"), f" {display(str(record.get('path')))}: "
+                                                      f"{display(str(record.get('error')))}"), highlight=False)
             return
         elapsed = time.perf_counter() - self._t0
         rate = self._count / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self._count) / rate if rate > 0 else 0.0
         status = record.get("status", "?")
-        detail = f" error: {record.get('error')}" if status != "ok" else ""
+        detail = f" error: {display(str(record.get('error')))}" if status != "ok" else ""
         width = len(str(self.total))
         print(
-            f"[{self._count:>{width}}/{self.total}] {status:<6} {record.get('path')}{detail} "
+            f"[{self._count:>{width}}/{self.total}] {status:<6} {display(str(record.get('path')))}{detail} "
             f"({rate:.2f} img/s, ETA {eta:.0f} s)",
             file=self.stream,
             flush=True,
@@ -181,6 +205,9 @@ def format_summary(tally: Tally, max_failures: int = 20) -> str:
             lines.append(f"  ... and {len(tally.failures) - max_failures} more (see the manifest)")
     lines.append(f"outputs: {tally.out}")
     lines.append(f"manifest: {tally.manifest}")
+    if tally.manifest_bad_lines:
+        lines.append(f"manifest: {tally.manifest_bad_lines} unreadable line(s) skipped (cut short or of another "
+                     "shape); the inputs they named are processed again")
     if tally.interrupted:
         lines.append("run the same command again to continue where it stopped")
     elif tally.failures and not tally.dry_run:

@@ -9,13 +9,14 @@ Rules (documented in ``docs/batch.md``):
   skips the output dir so that outputs never become inputs.
 * ``include`` / ``exclude`` globs match either the file name or the path relative to the source root
   (``/``-separated), e.g. ``include=["*.jpg"], exclude=["drafts/*"]``.
+* Output names are collision-free by construction (:func:`output_stems`).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
-import secrets
 import stat as stat_mod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from autocrop.data.folder import IMAGE_SUFFIXES
 from autocrop.errors import OutputError, UsageError
-from autocrop.io.fs import TEMP_PREFIX, TEMP_SUFFIX
+from autocrop.io.fs import check_writable_folder
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,10 @@ def check_locations(source: str | Path, out: str | Path, allow_inside_source: bo
         out_real.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise OutputError.from_os_error(out_path, err, "cannot create the output folder") from err
-    probe = out_real / f"{TEMP_PREFIX}{secrets.token_hex(6)}.write-probe{TEMP_SUFFIX}"
     try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise OutputError.from_os_error(out_path, err, "output folder is not writable") from err
+        check_writable_folder(out_real)
+    except OutputError as err:
+        raise OutputError(out_path, f"output {err.reason}", err.errno) from err
     return src, out_real
 
 
@@ -173,3 +172,42 @@ def mirror_dir(out_root: Path, rel: str) -> Path:
     """The output folder for input ``rel``: the same sub-folders under ``out_root``."""
     parent = rel.rpartition("/")[0]
     return out_root.joinpath(*parent.split("/")) if parent else out_root
+
+
+def _stem_of(name: str) -> str:
+    return name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+
+
+def output_stems(sources: Sequence[SourceFile]) -> dict[str, str]:
+    """rel -> the ``{stem}`` of its output names, for the inputs whose stem is not simply their file's stem.
+
+    Output names must be distinct for distinct inputs of one folder, in every run, whatever is added
+    later. An input's stem is its file stem (``IMG_1.jpg`` -> ``IMG_1``) unless
+
+    * another input of the folder has the same stem, ignoring case (``a.jpg``, ``a.png``, ``A.gif``), or
+    * its stem itself ends with an image suffix (``a.jpg.png`` -> stem ``a.jpg``),
+
+    and then it is the file's full name (``a.jpg``, ``a.png``, ``a.jpg.png``). So plain stems never end
+    with an image suffix and full names always do: the two kinds cannot meet, and full names are unique
+    in a folder. Full names that differ only in case (``A.jpg``, ``a.jpg``; one file on a case-insensitive
+    output disk) also get ``~`` and 8 hex digits of their name's sha1.
+    """
+    by_stem: dict[tuple[str, str], list[SourceFile]] = {}
+    for s in sources:
+        parent, _, name = s.rel.rpartition("/")
+        by_stem.setdefault((parent, _stem_of(name).casefold()), []).append(s)
+    full: dict[str, str] = {}
+    for (_parent, stem), members in by_stem.items():
+        for s in members:
+            name = s.rel.rpartition("/")[2]
+            if len(members) > 1 or Path(stem).suffix in IMAGE_SUFFIXES:
+                full[s.rel] = name
+    by_name: dict[tuple[str, str], list[str]] = {}
+    for rel, name in full.items():
+        by_name.setdefault((rel.rpartition("/")[0], name.casefold()), []).append(rel)
+    for rels in by_name.values():
+        if len(rels) > 1:
+            for rel in rels:
+                digest = hashlib.sha1(full[rel].encode("utf-8", "surrogateescape")).hexdigest()[:8]
+                full[rel] = f"{full[rel]}~{digest}"
+    return full

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from autocrop.errors import AutocropError, OutputError, UsageError
 from autocrop.output import plan_outputs
-from autocrop.settings import DEFAULT_DEVICE, CropSettings, name_fields
+from autocrop.settings import DEFAULT_DEVICE, DEFAULT_RUNTIME, CropSettings, name_fields
 
 if TYPE_CHECKING:
     from autocrop.cropper import Cropper
+    from autocrop.results import CropResult
 
 
 CropperFactory = Callable[[], "Cropper"]
@@ -62,6 +63,7 @@ class CropperSpec:
     settings: CropSettings = field(default_factory=CropSettings)
     model: str | None = None
     device: str = DEFAULT_DEVICE
+    runtime: str = DEFAULT_RUNTIME
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -71,7 +73,8 @@ class CropperSpec:
         """A Cropper with its model loaded now (once per worker, not inside the first input's timing)."""
         from autocrop.cropper import Cropper
 
-        cropper = Cropper(model=self.model, device=self.device, threads=self.threads, settings=self.settings)
+        cropper = Cropper(model=self.model, device=self.device, runtime=self.runtime, threads=self.threads,
+                          settings=self.settings)
         cropper.scorer  # noqa: B018 - loads the model
         return cropper
 
@@ -82,7 +85,10 @@ class CropperSpec:
 
 #: settings added after the first batch manifests: left out of the key while at their defaults, so that a
 #: finished batch of an earlier version is not redone (its key had only the other fields).
-_LATER_KEYS = {"long_edge": None, "upscale": False, "diversity": CropSettings().diversity, "refine": True}
+# settings added after the first release: left out of the key at their defaults, so a batch finished by an
+# earlier version keeps its key (and is not redone) until one of them is changed
+_LATER_KEYS: dict[str, Any] = {"long_edge": None, "upscale": False, "diversity": CropSettings().diversity,
+                               "refine": True, "faces": True, "keep": [], "focus": None}
 
 
 def output_key(settings: CropSettings, model: str | Path | None) -> dict[str, Any]:
@@ -106,14 +112,18 @@ class WorkItem:
     size: int
     mtime_ns: int
     out_dir: str
-    stem_tag: str | None = None  # set when another input in the same folder has the same stem (see run._stem_tags)
+    stem: str | None = None  # the {stem} of its outputs when not the file's own (see walk.output_stems)
+    replace: tuple[str, ...] = ()  # its own earlier outputs (relative to the output root): may be replaced
+    replace_planned: bool = False  # an earlier run was killed while writing it: its planned outputs may be
 
 
 @dataclass(frozen=True)
 class Destination:
     """Where outputs may go: ``out_root`` (absolute), never over a file under ``source_root``.
 
-    overwrite: replace existing files with output names. settings: the settings key written into records.
+    overwrite: replace any existing file with an output name (the user asked; otherwise only an input's
+    own earlier outputs are replaced, see :class:`WorkItem`). settings: the settings key written into
+    records. protected: inputs (resolved paths) that lie inside the output root: never written over.
     """
 
     source_root: str
@@ -122,6 +132,7 @@ class Destination:
     overwrite: bool = False
     settings: str = ""
     engine: str = "local"
+    protected: tuple[str, ...] = ()
 
 
 def _one_line(err: BaseException, source: Path | None = None) -> str:
@@ -142,14 +153,39 @@ def _within(path: str, root: str) -> bool:
 def guard_out_dir(out_dir: Path, dest: Destination) -> None:
     """Raise :class:`OutputError` unless ``out_dir`` (a mirrored folder) is a safe place for outputs.
 
-    It must lie under the output root (no symlink out of it) and never inside the source tree except within the
-    output root (``allow_inside_source``: the walk skips the output root, so no input lives there).
+    It must be exactly its mirrored folder: no symbolic link anywhere below the output root (one out of
+    it, or one to another folder of it where other inputs' crops live), and never inside the source tree
+    except within the output root (``allow_inside_source``: the walk skips the output root, so no input
+    lives there).
     """
     real = os.path.realpath(out_dir)
     if not _within(real, dest.out_root):
         raise OutputError(out_dir, f"resolves outside the output root {dest.out_root}")
+    if real != os.path.normpath(os.path.abspath(out_dir)):
+        raise OutputError(out_dir, f"leads to {real} through a symbolic link; crops go only into their "
+                                   "mirrored folder")
     if _within(real, dest.source_root) and not (dest.allow_inside_source and real != dest.source_root):
         raise OutputError(out_dir, f"lies inside the source folder {dest.source_root}")
+
+
+def _replacing(planned: CropResult, settings: CropSettings, item: WorkItem, out_root: Path) -> CropSettings:
+    """``settings`` with overwrite on when every existing planned file is this input's own earlier output.
+
+    Raises :class:`OutputError` for an existing file that is not (a user's file, another input's): it is
+    never replaced without ``overwrite``.
+    """
+    if settings.overwrite:
+        return settings
+    paths = planned.paths + ([planned.preview] if planned.preview is not None else [])
+    existing = [p for p in paths if (p.exists() or p.is_symlink()) and not p.is_dir()]  # folders: check_outputs
+    if not existing:
+        return settings
+    own = set(item.replace)
+    for path in existing:
+        if not item.replace_planned and path.relative_to(out_root).as_posix() not in own:
+            raise OutputError(path, "already exists and is not an output of this batch (not replaced without "
+                                    "overwrite)")
+    return settings.with_(overwrite=True)
 
 
 def _make_dir(out_dir: Path) -> None:
@@ -177,6 +213,7 @@ def process_one(cropper: Cropper, item: WorkItem, dest: Destination) -> dict[str
         "timings": {},
         "size": item.size,
         "mtime_ns": item.mtime_ns,
+        "out": dest.out_root,
         "settings": dest.settings,
         "engine": dest.engine,
     }
@@ -185,10 +222,14 @@ def process_one(cropper: Cropper, item: WorkItem, dest: Destination) -> dict[str
     settings = cropper.settings.with_(overwrite=dest.overwrite)
     try:
         decoded = cropper.decode(source)
+        if decoded.info.notes:
+            record["notes"] = list(decoded.info.notes)
         result = cropper.analyze(decoded, settings)
         record.update(boxes=[list(c.box) for c in result.crops],
                       scores=[round(float(c.score), 6) for c in result.crops],
                       ratios=[c.ratio for c in result.crops])
+        if result.warnings:
+            record["warnings"] = list(result.warnings)
     except Exception as err:  # a bad input: reported, the batch goes on
         record["error"] = _one_line(err, source)
         record["timings"] = {"analyze_s": round(time.perf_counter() - t0, 4)}
@@ -200,9 +241,9 @@ def process_one(cropper: Cropper, item: WorkItem, dest: Destination) -> dict[str
         guard_out_dir(out_dir, dest)
         _make_dir(out_dir)
         guard_out_dir(out_dir, dest)  # again now that it exists (a symlink planted meanwhile is caught)
-        stem = f"{source.stem}_{item.stem_tag}" if item.stem_tag else source.stem
-        planned = plan_outputs(result, settings, out_dir, stem, source)
-        written = cropper.write(decoded, planned, settings)
+        planned = plan_outputs(result, settings, out_dir, item.stem or source.stem, source)
+        written = cropper.write(decoded, planned, _replacing(planned, settings, item, out_root),
+                                protected=[Path(p) for p in dest.protected])
         paths = written.paths + ([written.preview] if written.preview is not None else [])
         record["outputs"] = [Path(p).relative_to(out_root).as_posix() for p in paths]
         record["status"] = "ok"

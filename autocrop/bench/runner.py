@@ -4,7 +4,7 @@ Every score comes from :class:`autocrop.cropper.Cropper`, the code path of ``aut
 photo is decoded once (:meth:`Cropper.decode`: EXIF-oriented, reduced size), its candidates are scored
 in one forward pass (:meth:`Cropper.score`, boxes in pixels of the full-size oriented photo, where the
 annotations live), and on FCDB/FLMS the written top-1 crop is made by
-:func:`autocrop.select.final_boxes` exactly as ``autocrop crop`` makes it. The same candidates are
+:meth:`Cropper.choose` exactly as ``autocrop crop`` makes it (face rule included). The same candidates are
 ranked by every baseline and everything goes through the same metric code
 (:mod:`autocrop.bench.metrics`). Training images listed in the model card are excluded (or, with
 ``include_train``, kept and flagged). See :func:`run_bench`.
@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from autocrop import select
 from autocrop.bench.baselines import BASELINES, baseline_scores, baseline_top1
 from autocrop.bench.datasets import DATASETS, load_anchors, load_bench_dataset, split_training_items
 from autocrop.bench.metrics import box_metrics, gaicd_metrics
@@ -299,9 +298,8 @@ def run_bench(options: BenchOptions, cropper: Cropper | None = None, progress: P
         else:
             best = np.array([int(np.argmax(scores))])
             grid_box = np.asarray(boxes, dtype=np.float64)[best[0]]
-            # exactly what `autocrop crop` writes: the best view, refined, in whole pixels
-            top1_box = select.final_boxes(boxes, scores, best, width, height, None, settings.refine,
-                                          settings.diversity)[0].astype(np.float64)
+            # exactly what `autocrop crop` writes: the best view (under the face rule), refined, in whole pixels
+            top1_box = cropper.choose(decoded, boxes, scores, settings)[0].astype(np.float64)
             chosen["model"].append(top1_box)
             chosen[UNREFINED].append(grid_box)
             for name in BASELINES:

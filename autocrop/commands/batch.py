@@ -17,13 +17,17 @@ import typer
 from autocrop.commands.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
 from autocrop.commands.options import (
     DeviceOption,
+    FacesOption,
+    FocusOption,
     FormatOption,
+    KeepOption,
     LongEdgeOption,
     ModelOption,
     NameOption,
     PreviewOption,
     QualityOption,
     RatioOption,
+    RuntimeOption,
     SizeOption,
     TopOption,
     UpscaleOption,
@@ -63,8 +67,12 @@ def batch_command(
     format: FormatOption = None,
     name: NameOption = None,
     preview: PreviewOption = False,
+    faces: FacesOption = None,
+    keep: KeepOption = None,
+    focus: FocusOption = None,
     model: ModelOption = None,
     device: DeviceOption = None,
+    runtime: RuntimeOption = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk sub-folders.")] = True,
     include: Annotated[list[str] | None, typer.Option("--include", metavar="GLOB", show_default=False,
                                                          help="Only inputs whose name or relative path matches "
@@ -103,7 +111,7 @@ def batch_command(
     from autocrop.batch.worker import CropperSpec
     from autocrop.errors import UsageError
     from autocrop.model.resolve import resolve_weights
-    from autocrop.settings import CropSettings, check_device
+    from autocrop.settings import CropSettings, check_device, check_runtime
 
     if engine not in ENGINES:
         raise UsageError(f"engine {engine!r}: use {' or '.join(ENGINES)}")
@@ -112,9 +120,11 @@ def batch_command(
 
         require_ray()
     settings = CropSettings.build(ratio=ratio or None, top=top, size=size, long_edge=long_edge, upscale=upscale,
-                                  name=name, format=format, quality=quality, preview=preview)
+                                  name=name, format=format, quality=quality, preview=preview, faces=faces,
+                                  keep=keep or None, focus=focus)
     weights = str(resolve_weights(model).resolve()) if model is not None else None  # one line when missing
-    spec = CropperSpec(settings=settings, model=weights, device=check_device(device), threads=None)
+    spec = CropperSpec(settings=settings, model=weights, device=check_device(device), runtime=check_runtime(runtime),
+                       threads=1)  # one intra-op thread per worker: the workers fill the cores
     opts = BatchOptions(
         source=source,
         out=out,

@@ -39,12 +39,15 @@ from autocrop.settings import (
     DEFAULT_DEVICE,
     DEFAULT_NAME,
     DEFAULT_QUALITY,
+    DEFAULT_RUNTIME,
     DEFAULT_TOP,
     check_device,
     check_format,
     check_name_pattern,
     check_quality,
+    check_runtime,
     check_top,
+    parse_switch,
 )
 
 if sys.version_info >= (3, 11):
@@ -105,6 +108,15 @@ def _device(value: Any) -> str:
     return check_device(text) if text else DEFAULT_DEVICE
 
 
+def _runtime(value: Any) -> str:
+    text = _text("runtime", value)
+    return check_runtime(text) if text else DEFAULT_RUNTIME
+
+
+def _faces(value: Any) -> str:
+    return "on" if parse_switch("faces", value) else "off"
+
+
 def _path(key: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         text = _text(key, value)
@@ -131,6 +143,8 @@ KEYS: dict[str, Key] = {k.name: k for k in (
     Key("format", "", _format, "output format jpeg|png|webp|tiff|bmp; \"\" keeps the input's"),
     Key("device", DEFAULT_DEVICE, _device, "torch device for the model: auto, cpu, cuda, cuda:N or mps"),
     Key("model", "", _path("model"), "model weights (.safetensors); \"\" = the packaged default"),
+    Key("runtime", DEFAULT_RUNTIME, _runtime, "inference runtime: auto (ONNX Runtime on the CPU), onnx or torch"),
+    Key("faces", "on", _faces, "face-aware crops: on|off (never cut a face, keep the main face)"),
     Key("gaicd_dir", "", _path("gaicd_dir"), "GAICD dataset folder (bench, train)"),
     Key("fcdb_dir", "", _path("fcdb_dir"), "FCDB dataset folder (bench, train)"),
     Key("flms_dir", "", _path("flms_dir"), "FLMS dataset folder (bench)"),
@@ -255,7 +269,8 @@ def set_value(key: str, text: str | None) -> Path:
     """Store ``key = text`` in the config file (``text`` None or "" removes the key); returns the file.
 
     The file is rewritten atomically (comments are not preserved). An existing broken file is
-    reported, not overwritten.
+    reported, not overwritten. A config file that is a symbolic link is written through: the file it
+    points to gets the new content and the link stays.
     """
     import tomli_w
 
@@ -271,10 +286,11 @@ def set_value(key: str, text: str | None) -> Path:
         values.pop(key, None)
     else:
         values[key] = parse_value(key, text)
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise OutputError.from_os_error(path.parent, err, "cannot create the config folder") from err
+        raise OutputError.from_os_error(target.parent, err, "cannot create the config folder") from err
     ordered = {k: values[k] for k in KEYS if k in values}
-    atomic_write_bytes(path, tomli_w.dumps(ordered).encode("utf-8"), overwrite=True)
+    atomic_write_bytes(target, tomli_w.dumps(ordered).encode("utf-8"), overwrite=True)
     return path

@@ -19,14 +19,19 @@ import typer
 from autocrop.commands import exit_codes
 from autocrop.commands.options import (
     DeviceOption,
+    FacesOption,
+    FocusOption,
     FormatOption,
+    KeepOption,
     LongEdgeOption,
     ModelOption,
     NameOption,
     PreviewOption,
     QualityOption,
     RatioOption,
+    RuntimeOption,
     SizeOption,
+    ThreadsOption,
     TopOption,
     UpscaleOption,
 )
@@ -55,30 +60,32 @@ def crop_command(
     format: FormatOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
     preview: PreviewOption = False,
+    faces: FacesOption = None,
+    keep: KeepOption = None,
+    focus: FocusOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Choose the crops and list the planned files; "
                                                             "write nothing.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files (never an input).")] = False,
     model: ModelOption = None,
     device: DeviceOption = None,
-    threads: Annotated[int | None, typer.Option("--threads", metavar="N", envvar="AUTOCROP_THREADS",
-                                                   show_default=False,
-                                                   help="torch threads [default: the idle cores].")] = None,
+    runtime: RuntimeOption = None,
+    threads: ThreadsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print timings and the model used.")] = False,
 ) -> None:
     """Find the best crops of each photo and write them as PHOTO.crop1.jpg, PHOTO.crop2.jpg, ..."""
     from autocrop.cropper import Cropper
     from autocrop.settings import CropSettings
-    from autocrop.system import idle_cpus
 
     settings = CropSettings.build(ratio=ratio or None, top=top, size=size, long_edge=long_edge, upscale=upscale,
-                                  name=name, format=format, quality=quality, preview=preview, overwrite=overwrite)
+                                  name=name, format=format, quality=quality, preview=preview, overwrite=overwrite,
+                                  faces=faces, keep=keep or None, focus=focus)
     to_stdout = out == STDIO
     _check_stdio(images, settings, to_stdout, json_out, dry_run)
     out_dir = None if out is None or to_stdout else Path(out).expanduser()
     if out_dir is not None and not dry_run:
         _prepare_out_dir(out_dir)
-    cropper = Cropper(model=model, device=device or "cpu", threads=threads if threads is not None else idle_cpus())
+    cropper = Cropper(model=model, device=device or "cpu", runtime=runtime or "auto", threads=threads)
     cropper.preload()  # import torch + load the model while the first photo is decoded
 
     human = console(stderr=json_out or to_stdout)
@@ -101,11 +108,16 @@ def crop_command(
             continue
         documents.append(result.to_dict())
         if not quiet:
+            for warning in result.warnings:  # the face rule could not be kept: one line each on stderr
+                typer.echo(f"autocrop: warning: {warning}", err=True)
             _print_result(human, result, settings, dry_run, verbose)
     cropper.wait()
+    if not quiet and cropper.runtime_note:
+        console(stderr=True).print(f"autocrop: note: {cropper.runtime_note}", markup=False)
     if verbose and not quiet and cropper.model_loaded:
         weights = getattr(cropper.scorer, "weights_path", None)
-        human.print(f"model: {weights or 'in-memory'} on {cropper.device}")
+        runtime = getattr(cropper.scorer, "runtime", "torch")
+        human.print(f"model: {weights or 'in-memory'} on {cropper.device} ({runtime})")
     if json_out:
         sys.stdout.write(json.dumps({"results": documents, "failed": failed, "dry_run": dry_run}, indent=2) + "\n")
         sys.stdout.flush()
@@ -166,7 +178,9 @@ def _print_result(human: Any, result: Any, settings: Any, dry_run: bool, verbose
     from rich.table import Table
 
     ratio_column = len(settings.ratios) > 1 or settings.ratios[0].kind != "free"
-    human.print(escape(f"{result.source}  {result.width}x{result.height}, {result.candidates} views scored"))
+    faces_note = "" if result.faces is None else f", {len(result.faces)} face{'' if len(result.faces) == 1 else 's'}"
+    human.print(escape(f"{result.source}  {result.width}x{result.height}, {result.candidates} views scored"
+                       f"{faces_note}"))
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("rank", justify="right")
     if ratio_column:
@@ -174,13 +188,18 @@ def _print_result(human: Any, result: Any, settings: Any, dry_run: bool, verbose
     table.add_column("box x1,y1,x2,y2 (px)")
     table.add_column("size", justify="right")
     table.add_column("score", justify="right")
+    if result.faces:
+        table.add_column("faces in", justify="right")
     table.add_column("would write" if dry_run else "file", overflow="fold")
     for crop in result.crops:
         row = [str(crop.rank)] + ([crop.ratio] if ratio_column else [])
         target = str(crop.path) if crop.path is not None else "-"
         if dry_run and crop.exists:
             target += "  (exists)"
-        row += [",".join(str(v) for v in crop.box), f"{crop.width}x{crop.height}", f"{crop.score:.3f}", escape(target)]
+        row += [",".join(str(v) for v in crop.box), f"{crop.width}x{crop.height}", f"{crop.score:.3f}"]
+        if result.faces:
+            row.append(f"{len(crop.faces or ())}/{len(result.faces)}")
+        row.append(escape(target))
         table.add_row(*row)
     human.print(table)
     for spec in settings.ratios:

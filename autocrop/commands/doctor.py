@@ -104,6 +104,9 @@ def _model_section(model: Path | None, problems: list[str]) -> dict[str, Any]:
         "card_sha256_matches": card.get("sha256") == entry["sha256"] if card.get("sha256") else None,
     }
     entry["input_short_side"] = scorer.input_short_side
+    entry["runtime"] = getattr(scorer, "runtime", "torch")
+    entry["runtime_note"] = getattr(scorer, "runtime_note", None)
+    entry["graph"] = str(getattr(scorer, "graph_source", None) or "") or None
     return entry
 
 
@@ -161,6 +164,7 @@ def collect(model: Path | None = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "numpy": _distribution_version("numpy"),
         "pillow": _distribution_version("pillow"),
+        "onnxruntime": _distribution_version("onnxruntime"),
     }
     torch = _torch_section(report, problems)
     report["config"] = _config_section(problems)
@@ -190,6 +194,7 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("torch", report["torch"] or "not importable"),
         ("numpy", report["numpy"] or "not installed"),
         ("pillow", report["pillow"] or "not installed"),
+        ("onnxruntime", report["onnxruntime"] or "not installed"),
         ("op backend", f"{ops_info['backend'] or 'invalid AUTOCROP_OPS'}"
          + ("" if ops_info.get("compiled_available") else f"  ({ops_info['detail']})")),
     ]
@@ -210,6 +215,8 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             ("model card", f"{card['name'] or '?'}  version {card['version'] or '?'}"
              + (f"  created {card['created']}" if card["created"] else "")
              + f"  ({card['training_images']} training images)"),
+            ("runtime", str(model.get("runtime")) + (f"  (graph {model['graph']})" if model.get("graph") else "")
+             + (f"  {model['runtime_note']}" if model.get("runtime_note") else "")),
         ]
     else:
         rows.append(("model", PROBLEM_MARK + model.get("message", "unavailable")))

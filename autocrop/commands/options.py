@@ -1,7 +1,7 @@
 """The crop options that ``crop`` and ``batch`` share, declared once (typer ``Annotated`` aliases).
 
 Each has the Python parameter name the CLI's config ``default_map`` fills (ratio, top, quality, name,
-format, model, device), and a ``None`` default meaning "the built-in default of
+format, model, device, faces), and a ``None`` default meaning "the built-in default of
 :class:`autocrop.settings.CropSettings`".
 """
 
@@ -38,3 +38,21 @@ ModelOption = Annotated[Path | None, typer.Option(
     "--model", metavar="FILE", show_default=False, help="Model weights (.safetensors) [default: the packaged model].")]
 DeviceOption = Annotated[str | None, typer.Option(
     "--device", metavar="DEVICE", show_default=False, help="auto, cpu, cuda, cuda:N or mps [default: cpu].")]
+FacesOption = Annotated[str | None, typer.Option(
+    "--faces", metavar="on|off", show_default=False,
+    help="Face-aware crops: never cut a face, keep the main face (and people of its size) when a crop of the "
+         "ratio can [default: on].")]
+KeepOption = Annotated[list[str] | None, typer.Option(
+    "--keep", metavar="X1,Y1,X2,Y2", show_default=False,
+    help="A box every crop must hold wholly: pixels of the photo, or 0..1 fractions when all values are <= 1 "
+         "(repeatable).")]
+FocusOption = Annotated[str | None, typer.Option(
+    "--focus", metavar="X,Y", show_default=False,
+    help="A point every crop must hold; crops centred nearer it are preferred (pixels, or 0..1 fractions).")]
+RuntimeOption = Annotated[str | None, typer.Option(
+    "--runtime", metavar="RUNTIME", show_default=False,
+    help="Inference runtime: auto (ONNX Runtime on the CPU when a graph fits the model, else torch), onnx or torch "
+         "[default: auto].")]
+ThreadsOption = Annotated[int | None, typer.Option(
+    "--threads", metavar="N", envvar="AUTOCROP_THREADS", show_default=False,
+    help="Intra-op threads of the model [default: 1 with ONNX Runtime, torch's own otherwise].")]

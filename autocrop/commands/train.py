@@ -74,6 +74,7 @@ def train_command(
     import torch
     from rich.console import Console
 
+    from autocrop.io.fs import check_writable_folder
     from autocrop.model.config import ModelConfig
     from autocrop.model.weights import load_weights
     from autocrop.system import available_cpus
@@ -85,6 +86,7 @@ def train_command(
     if fold is not None and not 0 <= fold < folds:
         raise UsageError(f"--fold {fold}: must be in 0..{folds - 1}")
     out = out.expanduser()
+    check_writable_folder(out)  # a file, or a folder that cannot be written: one line now, not after the work
     if (out / "last.safetensors").is_file() and not resume:
         raise UsageError(f"{out}: holds a checkpoint already; pass --resume to continue it or choose another --out")
 
@@ -110,7 +112,7 @@ def train_command(
     if teacher is not None:
         from autocrop.model.scorer import load_scorer
 
-        teacher_model = load_scorer(teacher)
+        teacher_model = load_scorer(teacher, runtime="torch")  # training runs on torch anyway
 
     with console.status("decoding training images"):
         splits = build_splits(data, config, data_dir=data_dir, folds=folds, fold=fold, limit=limit,

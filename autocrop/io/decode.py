@@ -23,7 +23,7 @@ one-line :class:`~autocrop.errors.InputError` before any pixel is decoded.
 from __future__ import annotations
 
 import struct
-import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,13 +31,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from autocrop.errors import InputError
-from autocrop.io.sources import MemorySource, Source, as_source, source_label, stream_of
+from autocrop.io.limits import jpeg_data_problem, png_stream
+from autocrop.io.metadata import MAX_ICC_BYTES, quiet_pillow, read_metadata
+from autocrop.io.sources import MemorySource, Source, as_source, source_label
 
 HEIF_SUFFIXES = frozenset({".heic", ".heif", ".hif"})
 HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
 HEIF_HINT = "HEIC/HEIF images need the optional pillow-heif package: pip install 'autocrop-views[heif]'"
 
-ORIENTATION_TAG = 0x0112
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -72,7 +73,9 @@ class ImageInfo:
 
     width, height: size in pixels *after* EXIF orientation. orientation: the EXIF tag (1..8, 1 = none).
     format: Pillow's format name ("JPEG", "PNG", ...). mode: Pillow's pixel mode of the stored image.
-    exif: raw EXIF bytes or None. icc: ICC profile bytes or None. source: where it came from.
+    exif: the EXIF block to copy into crops or None. icc: ICC profile bytes or None (both bounded in
+    size, see :mod:`autocrop.io.metadata`). source: where it came from. notes: one line per piece of
+    metadata that was left out (too large, a zlib bomb, damaged); the photo itself is fine.
     """
 
     source: Source
@@ -83,6 +86,7 @@ class ImageInfo:
     orientation: int
     exif: bytes | None
     icc: bytes | None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -159,17 +163,24 @@ def open_image(source: Source) -> Image.Image:
     """Open ``source`` lazily (header only) and validate it; the caller must close the image.
 
     Raises :class:`InputError` (one line naming the file) for a missing file, a directory, an empty or
-    unrecognised file, a HEIC without pillow-heif, or decompression-bomb dimensions.
+    unrecognised file, a HEIC without pillow-heif, decompression-bomb dimensions, or a JPEG whose data
+    cannot hold the pixels its header claims. Only the first frame is looked at: multi-page TIFFs and
+    animations are never counted through (a file of 100,000 pages opens as fast as one of one).
     """
+    return _open(source)[0]
+
+
+def _open(source: Source) -> tuple[Image.Image, tuple[str, ...]]:
+    """:func:`open_image` and the notes on metadata left out of the file (see :mod:`autocrop.io.limits`)."""
     _check_source(source)
     path = source_label(source)
     suffix = source.suffix.lower() if isinstance(source, Path) else ""
     if suffix not in HEIF_SUFFIXES:
         heif_available()  # a HEIC under another suffix still opens when the extra is installed
+    stream, notes = png_stream(source)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(stream_of(source))
+        with quiet_pillow():
+            image = Image.open(stream)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(f"{path}: image dimensions exceed the decompression-bomb limit of "
                          f"{Image.MAX_IMAGE_PIXELS} pixels (PIL.Image.MAX_IMAGE_PIXELS)") from None
@@ -181,48 +192,47 @@ def open_image(source: Source) -> Image.Image:
         raise InputError(f"{path}: not an image, or a format autocrop cannot read") from None
     except OSError as err:
         raise InputError(f"{path}: cannot read: {err.strerror or err}") from None
+    except _CORRUPT as err:  # a header Pillow's parser cannot take (bad values, zlib bombs it refuses)
+        raise InputError(f"{path}: corrupt or truncated image ({_reason(err)})") from None
     width, height = image.size
+    problem = None
     if Image.MAX_IMAGE_PIXELS is not None and width * height > Image.MAX_IMAGE_PIXELS:
+        problem = _bomb_message(path, width, height)
+    elif width < 1 or height < 1:
+        problem = f"{path}: image has no pixels ({width}x{height})"
+    elif image.format in ("JPEG", "MPO"):
+        reason = jpeg_data_problem(source)
+        problem = f"{path}: {reason}" if reason else None
+    if problem:
         image.close()
-        raise InputError(_bomb_message(path, width, height))
-    if width < 1 or height < 1:
-        image.close()
-        raise InputError(f"{path}: image has no pixels ({width}x{height})")
-    if getattr(image, "n_frames", 1) > 1:
-        image.seek(0)  # animated GIF/WebP/TIFF pages: the first frame
-    return image
+        raise InputError(problem)
+    return image, notes
 
 
-def read_info(image: Image.Image, source: Source) -> ImageInfo:
-    """Header facts of an opened image (see :class:`ImageInfo`)."""
-    try:
-        exif = image.getexif()
-        orientation = int(exif.get(ORIENTATION_TAG, 1) or 1)
-    except Exception:  # a damaged EXIF block must not make the photo unreadable
-        exif, orientation = None, 1
-    if orientation not in range(1, 9):
-        orientation = 1
-    raw = image.info.get("exif")
-    if isinstance(raw, str):
-        raw = raw.encode("latin-1")
-    if not raw and exif is not None and len(exif):
-        try:
-            raw = exif.tobytes()
-        except Exception:
-            raw = None
+_CORRUPT = (SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, MemoryError, struct.error, zlib.error)
+
+
+def _reason(err: BaseException) -> str:
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return reason if len(reason) <= 120 else reason[:117] + "..."
+
+
+def read_info(image: Image.Image, source: Source, notes: tuple[str, ...] = ()) -> ImageInfo:
+    """Header facts of an opened image (see :class:`ImageInfo`); ``notes`` from opening it are kept."""
+    meta = read_metadata(image)
     width, height = image.size
-    if orientation in (5, 6, 7, 8):
+    if meta.orientation in (5, 6, 7, 8):
         width, height = height, width
-    icc = image.info.get("icc_profile") or None
     return ImageInfo(
         source=source,
         format=image.format or "",
         mode=image.mode,
         width=width,
         height=height,
-        orientation=orientation,
-        exif=raw or None,
-        icc=icc,
+        orientation=meta.orientation,
+        exif=meta.exif,
+        icc=meta.icc,
+        notes=(*notes, *meta.notes),
     )
 
 
@@ -235,18 +245,15 @@ def _decode(image: Image.Image, source: Source) -> None:
     path = source_label(source)
     try:
         if image.format == "PNG":
-            with Image.open(stream_of(source)) as check:
+            with quiet_pillow():
+                check = Image.open(png_stream(source)[0])
+            with check:
                 check.verify()
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image.load()
+        image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(_bomb_message(path, *image.size)) from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError, struct.error) as err:
-        reason = str(err).strip() or type(err).__name__
-        if len(reason) > 120:
-            reason = reason[:117] + "..."
-        raise InputError(f"{path}: corrupt or truncated image ({reason})") from None
+    except (OSError, *_CORRUPT) as err:
+        raise InputError(f"{path}: corrupt or truncated image ({_reason(err)})") from None
 
 
 def orient(image: Image.Image, orientation: int) -> Image.Image:
@@ -291,10 +298,10 @@ def load_reduced(source: str | Path | MemorySource, min_short_side: int) -> Redu
     box reduction. Raises :class:`InputError` for unreadable, corrupt or too-large images.
     """
     path = as_source(source)
-    image = open_image(path)
+    image, notes = _open(path)
     keep_open = False
     try:
-        info = read_info(image, path)
+        info = read_info(image, path, notes)
         scale = 1.0
         full: Image.Image | None = None
         if image.format == "JPEG":
@@ -328,7 +335,7 @@ def _detached(image: Image.Image, result: Image.Image) -> Image.Image:
     """
     if result is not image:
         return result
-    if getattr(image, "n_frames", 1) > 1 or not getattr(image, "_close_exclusive_fp_after_loading", True):
+    if getattr(image, "is_animated", False) or not getattr(image, "_close_exclusive_fp_after_loading", True):
         return image.copy()
     return image
 
@@ -348,19 +355,16 @@ def reduce_by(image: Image.Image, factor: int) -> Image.Image:
 def load_full(source: str | Path | MemorySource) -> tuple[Image.Image, ImageInfo]:
     """Decode ``source`` at full resolution, EXIF-oriented, in its stored pixel mode."""
     path = as_source(source)
-    image = open_image(path)
+    image, notes = _open(path)
     oriented: Image.Image | None = None
     try:
-        info = read_info(image, path)
+        info = read_info(image, path, notes)
         _decode(image, path)
         oriented = _detached(image, orient(image, info.orientation))
         return oriented, info
     finally:
         if oriented is not image:
             image.close()
-
-
-
 
 
 def reduce_image(image: Image.Image, min_short_side: int, label: str = "<image>") -> ReducedImage:
@@ -371,6 +375,7 @@ def reduce_image(image: Image.Image, min_short_side: int, label: str = "<image>"
     """
     if image.width < 1 or image.height < 1:
         raise InputError(f"{label}: image has no pixels ({image.width}x{image.height})")
+    icc = image.info.get("icc_profile") or None
     info = ImageInfo(
         source=MemorySource(b"", label=label, stem="image"),
         format=image.format or "PNG",
@@ -379,7 +384,7 @@ def reduce_image(image: Image.Image, min_short_side: int, label: str = "<image>"
         height=image.height,
         orientation=1,
         exif=None,
-        icc=image.info.get("icc_profile") or None,
+        icc=icc if isinstance(icc, bytes) and len(icc) <= MAX_ICC_BYTES else None,
     )
     factor = max(1, min(image.size) // min_short_side)
     rgb = reduce_by(to_rgb(image), factor)

@@ -7,7 +7,12 @@ has one; the CMYK profile is then not attached).
 
 EXIF is kept with the orientation reset to 1 (pixels are already upright), the pixel-dimension tags
 updated and the embedded thumbnail dropped (it would show the uncropped photo); the ICC profile is
-kept. Files are written by :func:`autocrop.io.fs.atomic_write`.
+kept. EXIF that cannot be re-encoded within :data:`MAX_OUTPUT_EXIF` bytes (what a JPEG can hold) is left
+out. Files are written by :func:`autocrop.io.fs.atomic_write`.
+
+TIFF crops are written with Deflate compression (lossless; any compression of the input, LZW, PackBits,
+JPEG, ..., is decoded, never copied), or uncompressed when they carry EXIF: libtiff, which Pillow uses for
+compressed TIFFs, cannot write an EXIF sub-IFD.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from typing import IO
 from PIL import Image
 
 from autocrop.errors import UsageError
-from autocrop.io.decode import ORIENTATION_TAG, to_rgb, to_uint8
+from autocrop.io.decode import to_rgb, to_uint8
 from autocrop.io.fs import atomic_write
+from autocrop.io.metadata import ORIENTATION_TAG, quiet_pillow
 from autocrop.settings import DEFAULT_QUALITY, check_format
 
 # Output formats: Pillow format name -> (canonical suffix, modes it stores as they are).
@@ -35,6 +41,7 @@ OUTPUT_FORMATS: dict[str, tuple[str, frozenset[str]]] = {
 # Input formats whose own encoder is not used for crops: GIF (palette, first frame only) -> PNG;
 # HEIF/AVIF (optional/slow encoders) -> JPEG.
 OUTPUT_FOR_INPUT = {"GIF": "PNG", "HEIF": "JPEG", "AVIF": "JPEG", "MPO": "JPEG"}
+MAX_OUTPUT_EXIF = 65533  # bytes: the most one JPEG APP1 segment holds ("Exif\0\0" included)
 
 _heif_state: bool | None = None
 
@@ -100,10 +107,17 @@ def output_exif(exif: bytes | None, size: tuple[int, int]) -> bytes | None:
     """EXIF for a crop of ``size`` (w, h): orientation 1, pixel dimensions updated, thumbnail dropped.
 
     Uses piexif; falls back to Pillow's EXIF writer for blocks piexif cannot round-trip. None when the
-    input had no (usable) EXIF.
+    input had no (usable) EXIF, or when the result is larger than :data:`MAX_OUTPUT_EXIF` bytes.
+    Damaged EXIF gives no warning (see :func:`autocrop.io.metadata.quiet_pillow`).
     """
     if not exif:
         return None
+    with quiet_pillow():
+        out = _rewritten_exif(exif, size)
+    return out if out is not None and len(out) <= MAX_OUTPUT_EXIF else None
+
+
+def _rewritten_exif(exif: bytes, size: tuple[int, int]) -> bytes | None:
     if exif[:4] == b"Exif" or exif[:2] in (b"II", b"MM"):
         try:
             import piexif
@@ -116,7 +130,7 @@ def output_exif(exif: bytes | None, size: tuple[int, int]) -> bytes | None:
                 exif_ifd[piexif.ExifIFD.PixelYDimension] = int(size[1])
             data["1st"] = {}
             data["thumbnail"] = None
-            return piexif.dump(data)
+            return bytes(piexif.dump(data))
         except Exception:
             pass
     try:
@@ -142,7 +156,8 @@ def encode(image: Image.Image, fmt: str, quality: int = DEFAULT_QUALITY, exif: b
         params.update(quality=int(quality), method=4)
     elif fmt == "PNG":
         params.update(compress_level=6)
-    # TIFF: Pillow's own (uncompressed) writer; libtiff's compressed path cannot write EXIF sub-IFDs.
+    elif fmt == "TIFF":  # never the input's own compression (from image.info); see the module doc
+        params["compression"] = "raw" if exif_out else "tiff_deflate"
     if icc and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
         params["icc_profile"] = icc
     if exif_out:

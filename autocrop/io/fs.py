@@ -35,7 +35,7 @@ def _temp_path(path: Path) -> Path:
     """A fresh temporary name beside ``path`` (name shortened so the temp name stays a valid file name)."""
     stem = path.name
     budget = _MAX_NAME_BYTES - len(TEMP_PREFIX) - 13 - len(TEMP_SUFFIX)
-    while len(stem.encode("utf-8")) > budget:
+    while len(stem.encode("utf-8", "surrogateescape")) > budget:
         stem = stem[:-1]
     return path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(6)}.{stem}{TEMP_SUFFIX}")
 
@@ -122,3 +122,20 @@ def ensure_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise OutputError.from_os_error(folder, err, "cannot create the folder") from err
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Create ``folder`` if needed and prove it writable by creating (and removing) a temporary file.
+
+    Raises :class:`OutputError` (one line, the OS's errno kept) when ``folder`` is a file, cannot be
+    created, or cannot be written; used before long work (a batch, training) so it fails at once.
+    """
+    folder = Path(folder)
+    ensure_folder(folder)
+    probe = folder / f"{TEMP_PREFIX}{secrets.token_hex(6)}.write-probe{TEMP_SUFFIX}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OutputError.from_os_error(folder, err, "folder is not writable") from err

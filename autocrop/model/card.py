@@ -20,6 +20,13 @@ from autocrop.errors import ModelError
 FILE_FIELDS = ("weights_file", "sha256", "size_bytes")
 #: Fields that describe one training run (its validation figures, its epochs).
 RUN_FIELDS = ("validation", "history", "best_epoch")
+#: The JSON type of every card field autocrop reads (other fields are kept, unread).
+FIELD_TYPES: dict[str, type] = {
+    "name": str, "version": str, "autocrop_version": str, "created": str, "weights_file": str, "sha256": str,
+    "size_bytes": int, "config": dict, "recipe": dict, "validation": dict, "mos_standardization": dict,
+    "datasets": list, "training_images": list, "validation_images": list,
+}
+_JSON_NAMES = {str: "text", int: "a whole number", dict: "an object", list: "a list"}
 
 
 def card_path_for(weights: str | Path) -> Path:
@@ -37,8 +44,38 @@ def read_card(weights: str | Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ModelError(f"{path}: model card is not valid JSON ({err})") from None
     if not isinstance(card, dict):
-        raise ModelError(f"{path}: model card is not a JSON object")
+        raise ModelError(f"{path}: model card is not a JSON object (it is a JSON {type(card).__name__})")
+    problem = card_problem(card)
+    if problem:
+        raise ModelError(f"{path}: model card field {problem}")
     return card
+
+
+def card_problem(card: dict[str, Any]) -> str | None:
+    """What is wrong with the fields of ``card`` ("sha256 5: must be text"), or None."""
+    for key, kind in FIELD_TYPES.items():
+        if key not in card or card[key] is None:
+            continue
+        value = card[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            return f"{key} {_short(value)}: must be {_JSON_NAMES.get(kind, kind.__name__)}"
+    sha = card.get("sha256")
+    if isinstance(sha, str) and not (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha.lower())):
+        return f"sha256 {_short(sha)}: must be 64 hex digits"
+    for key in ("training_images", "validation_images"):
+        for item in card.get(key) or []:
+            if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("dataset", "name")):
+                return f"{key} entry {_short(item)}: must be an object with text dataset and name"
+    for key in ("mean", "std"):
+        value = (card.get("mos_standardization") or {}).get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"mos_standardization.{key} {_short(value)}: must be a number"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def card_bytes(card: dict[str, Any]) -> bytes:

@@ -19,12 +19,11 @@ from torch import Tensor, nn
 from autocrop import ops
 from autocrop.model.backbone import MobileNetV2
 from autocrop.model.config import ModelConfig
+from autocrop.model.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 # features[:7] -> stride 8 (32 ch), [7:14] -> stride 16 (96 ch), [14:18] -> stride 32 (320 ch).
 STAGE_ENDS = (7, 14, 18)
 STAGE_CHANNELS = (32, 96, 320)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def pixels_to_tensor(pixels: np.ndarray) -> Tensor:
@@ -35,12 +34,45 @@ def pixels_to_tensor(pixels: np.ndarray) -> Tensor:
 def normalize_image(image: Tensor) -> Tensor:
     """ImageNet normalisation: RGB images [B, 3, H, W] with values in 0..1 -> (image - mean) / std per channel.
 
-    The one copy used by inference (:func:`autocrop.model.scorer.to_input_tensor`) and training; the
+    Training's copy (inference: :func:`autocrop.model.scorer.to_input_array`, numpy, bit-identical); the
     result keeps the input's dtype, device and memory layout.
     """
     mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
     return (image - mean) / std
+
+
+def _bin_edges(size_in: int, size_out: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Adaptive pooling bins along one axis: start [out] (inclusive), end [out] (exclusive), int64."""
+    index = torch.arange(size_out, device=device)
+    start = torch.div(index * size_in, size_out, rounding_mode="floor")
+    end = torch.div((index + 1) * size_in + size_out - 1, size_out, rounding_mode="floor")
+    return start, end
+
+
+def adaptive_avg_pool2d_exact(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """``F.adaptive_avg_pool2d(x, size)`` bit for bit, for any (symbolic) shape with in <= 2 * out per axis.
+
+    x [B, C, H, W] -> [B, C, oh, ow]. Adaptive bins are then 1 to 3 cells wide; the bin sum is accumulated
+    over 3 x 3 shifted gathers in torch's CPU order (rows, then columns; cells past a bin's end add exactly
+    0) and divided by the bin height, then width, as torch does. Unlike ``F.adaptive_avg_pool2d`` this
+    traces with symbolic sizes (torch.export / ONNX), and it equals it exactly (tested).
+    """
+    out_h, out_w = size
+    height, width = x.shape[-2], x.shape[-1]
+    torch._check(height <= 2 * out_h and width <= 2 * out_w, lambda: "adaptive_avg_pool2d_exact: in > 2 * out")
+    start_h, end_h = _bin_edges(height, out_h, x.device)
+    start_w, end_w = _bin_edges(width, out_w, x.device)
+    total: Tensor | None = None
+    for dh in range(3):
+        rows = x.index_select(2, (start_h + dh).clamp(max=height - 1))
+        row_live = (start_h + dh < end_h).to(x.dtype).view(-1, 1)
+        for dw in range(3):
+            live = row_live * (start_w + dw < end_w).to(x.dtype).view(1, -1)  # [oh, ow] of 0 / 1
+            term = rows.index_select(3, (start_w + dw).clamp(max=width - 1)) * live
+            total = term if total is None else total + term
+    assert total is not None
+    return total / (end_h - start_h).to(x.dtype).view(-1, 1) / (end_w - start_w).to(x.dtype).view(1, -1)
 
 
 @dataclass
@@ -175,8 +207,8 @@ class ViewRankingNet(nn.Module):
             x = layer(x)
             layer_maps.append(x)
         f8, f16, f32 = (layer_maps[end - 1] for end in STAGE_ENDS)
-        size = f16.shape[-2:]
-        f8 = F.adaptive_avg_pool2d(f8, (int(size[0]), int(size[1]))) if f8.shape[-2:] != size else f8
+        size = (f16.shape[-2], f16.shape[-1])
+        f8 = adaptive_avg_pool2d_exact(f8, size)  # stride 8 -> 16: bins of 2 (or 3 next to an odd edge)
         f32 = F.interpolate(f32, size=size, mode="bilinear", align_corners=False)
         return torch.cat([f8, f16, f32], dim=1), layer_maps
 

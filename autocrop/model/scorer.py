@@ -1,126 +1,125 @@
-"""``ViewScorer``: the inference wrapper every command uses to score crops of one image, and :func:`load_scorer`."""
+"""``ViewScorer`` (torch) and :func:`load_scorer`, which picks the runtime: ONNX Runtime or torch.
+
+Both scorers share one preprocessing (:func:`to_input_array`: resize to the network input, ImageNet
+normalisation, in numpy) and one interface: ``score(image, boxes)``, ``input_short_side``, ``card``,
+``weights_path``, ``runtime`` (``"onnx"`` / ``"torch"``) and ``runtime_note`` (why torch was used when
+ONNX Runtime was wanted, else None).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Literal, Protocol, overload
 
 from autocrop.errors import ModelError
-from autocrop.model.config import ModelConfig
+from autocrop.model.preprocess import (  # noqa: F401 - re-exported: the one preprocessing
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    input_size,
+    resize_for_model,
+    to_input_array,
+    to_input_tensor,
+)
+from autocrop.model.torch_scorer import ViewScorer, load_torch_scorer
 
 if TYPE_CHECKING:
-    import torch
+    import numpy as np
     from PIL import Image
 
-    from autocrop.model.network import ViewRankingNet
+    from autocrop.model.onnx_scorer import OnnxScorer
 
 
-def input_size(width: int, height: int, config: ModelConfig) -> tuple[int, int]:
-    """Network input (width, height) in pixels: short side = ``input_short_side``, long side capped."""
-    scale = config.input_short_side / min(width, height)
-    scale = min(scale, config.max_long_side / max(width, height))
-    return max(32, round(width * scale)), max(32, round(height * scale))
 
-
-def to_input_tensor(image: Image.Image, config: ModelConfig) -> tuple[torch.Tensor, float, float]:
-    """Resize + normalise a PIL RGB image -> ([1, 3, h, w] float32 contiguous, scale_x, scale_y).
-
-    Scales are input pixels per image pixel.
-    """
-    from autocrop.model.network import normalize_image, pixels_to_tensor
-
-    pixels, sx, sy = resize_for_model(image, config)
-    return normalize_image(pixels_to_tensor(pixels)).contiguous(), sx, sy
-
-
-def resize_for_model(image: Image.Image, config: ModelConfig) -> tuple[np.ndarray, float, float]:
-    """A PIL image resized to the network input -> (uint8 [h, w, 3], scale_x, scale_y) (input px per image px).
-
-    The one resize used by inference and training alike, so a model sees the same pixels in both.
-    """
-    from PIL import Image
-
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    w, h = input_size(image.width, image.height, config)
-    resized = image.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return np.asarray(resized, dtype=np.uint8), w / image.width, h / image.height
-
-
-class ViewScorer:
-    """A loaded ranking model. ``score(image, boxes)`` -> one float per box, higher is better.
-
-    net: the network (put in eval mode, moved to ``device``, BatchNorm folded into its convolutions).
-    card: the model card (dict). weights_path: the file it was loaded from (None for built models).
-    device: a torch device text (``cpu``, ``cuda``, ``cuda:1``, ``mps``), already checked.
-    """
-
-    def __init__(
-        self, net: ViewRankingNet, card: dict[str, Any], weights_path: Path | None = None, device: str = "cpu"
-    ) -> None:
-        from autocrop.model.fuse import fold_batchnorm
-
-        self.net = net.eval().to(device)
-        fold_batchnorm(self.net.features)  # inference only: BatchNorm folded into the convolutions
-        self.card = card
-        self.weights_path = weights_path
-        self.device = device
-
-    @property
-    def config(self) -> ModelConfig:
-        """The model's configuration (from its weights file)."""
-        return self.net.config
+class Scorer(Protocol):
+    """What the Cropper needs from a model: :class:`ViewScorer` and ``OnnxScorer`` both are one."""
 
     @property
     def input_short_side(self) -> int:
-        """Short side (pixels) of the network input; photos are decoded to at least this."""
-        return self.config.input_short_side
+        """Short side (px) of the image the model works at."""
+        ...
 
-    @classmethod
-    def untrained(cls, seed: int = 0, config: ModelConfig | None = None) -> ViewScorer:
-        """Randomly initialised model (for tests only: its scores mean nothing)."""
-        import torch
-
-        from autocrop.model.network import ViewRankingNet
-
-        torch.manual_seed(seed)
-        net = ViewRankingNet(config or ModelConfig())
-        return cls(net, {"name": "untrained", "training_images": []})
-
-    def score(self, image: Image.Image, boxes: np.ndarray | list[Any]) -> np.ndarray:
-        """Scores float32 [N] for ``boxes`` [N, 4] (``x1 y1 x2 y2`` pixels of ``image``), one forward pass."""
-        import torch
-
-        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        if len(boxes) == 0:
-            return np.zeros(0, np.float32)
-        tensor, sx, sy = to_input_tensor(image, self.config)
-        scaled = boxes * np.asarray([sx, sy, sx, sy], np.float32)
-        with torch.inference_mode():
-            scores = self.net.predict(tensor.to(self.device), torch.from_numpy(scaled).to(self.device))
-        return scores.float().cpu().numpy()
+    def score(self, image: Image.Image, boxes: np.ndarray) -> np.ndarray:
+        """image: RGB PIL image; boxes float32 [N, 4] x1 y1 x2 y2 pixels of that image -> float32 [N]."""
+        ...
+@overload
+def load_scorer(model: str | Path | None = None, device: str = "cpu", *, runtime: Literal["torch"],
+                threads: int | None = None) -> ViewScorer: ...
 
 
-def load_scorer(model: str | Path | None = None, device: str = "cpu") -> ViewScorer:
-    """Load a model file (``None`` or ``""``: the packaged default) with its card, on ``device``; no network access.
+@overload
+def load_scorer(model: str | Path | None = None, device: str = "cpu", runtime: str = "auto",
+                threads: int | None = None) -> ViewScorer | OnnxScorer: ...
+
+
+def load_scorer(model: str | Path | None = None, device: str = "cpu", runtime: str = "auto",
+                threads: int | None = None) -> ViewScorer | OnnxScorer:
+    """Load a model file (``None`` or ``""``: the packaged default) with its card; no network access.
 
     device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (see :func:`autocrop.model.resolve.resolve_device`).
+    runtime: ``auto`` (ONNX Runtime on the CPU when onnxruntime is installed and an ONNX graph fits the model:
+    ``MODEL.onnx`` beside it or the packaged graph; torch otherwise, and on a GPU), ``onnx`` (ONNX Runtime or a
+    one-line :class:`ModelError`; a missing graph is built on the fly, which needs torch, onnx and onnxscript)
+    or ``torch``. When ``auto`` falls back to torch on the CPU, the scorer's ``runtime_note`` says why (one line).
+    threads: ONNX Runtime intra-op threads of the session (default 1); torch's are left alone.
     Raises :class:`ModelError` (one line) when the file is missing, damaged, or does not match its card,
-    and :class:`~autocrop.errors.UsageError` (one line) for a device this torch or machine cannot use.
+    and :class:`~autocrop.errors.UsageError` (one line) for an unknown runtime or a device this torch or
+    machine cannot use. Importing nothing heavy: torch only when the torch runtime is used (or ``device=auto``).
     """
-    from autocrop.model.network import ViewRankingNet
-    from autocrop.model.resolve import resolve_device, resolve_weights
-    from autocrop.model.weights import load_state_checked, load_weights
+    from autocrop.model.resolve import resolve_weights
+    from autocrop.settings import check_device, check_runtime, check_threads
 
+    choice = check_runtime(runtime)
+    threads = check_threads(threads)
     weights = resolve_weights(model)
-    target = resolve_device(device)
-    tensors, config, card = load_weights(weights)
-    net = ViewRankingNet(config)
-    load_state_checked(net, tensors, weights)
+    if choice == "torch":
+        return load_torch_scorer(weights, device)
+    text = check_device(device)
+    if text == "auto" and choice == "auto":
+        from autocrop.model.resolve import resolve_device
+
+        text = resolve_device("auto")  # imports torch to look for a GPU
+    if text not in ("cpu", "auto"):
+        if choice == "onnx":
+            raise ModelError(f"runtime onnx runs on the CPU, not on device {device!r} (use runtime torch)")
+        return load_torch_scorer(weights, text)
+    scorer, reason = _load_onnx(weights, threads or 1, build=choice == "onnx")
+    if scorer is not None:
+        return scorer
+    if choice == "onnx":
+        raise ModelError(f"runtime onnx: {reason}")
+    fallback = load_torch_scorer(weights, "cpu")
+    fallback.runtime_note = f"using torch, not ONNX Runtime: {reason}"
+    return fallback
+
+
+def _load_onnx(weights: Path, threads: int, build: bool) -> tuple[OnnxScorer | None, str]:
+    """(an ONNX Runtime scorer, "") or (None, why not). A damaged weights file raises :class:`ModelError`."""
+    from importlib.util import find_spec
+
+    from autocrop.model.onnx_scorer import OnnxScorer, find_graph, load_numpy_weights
+
+    if find_spec("onnxruntime") is None:
+        return None, "onnxruntime is not installed (pip install onnxruntime)"
+    tensors, config, card = load_numpy_weights(weights)
+    graph, where = find_graph(weights, config, card)
+    if graph is None:
+        if not build:
+            return None, where
+        try:
+            from autocrop.model.export import build_graph
+
+            graph, where = build_graph(config), "built in memory"
+        except ImportError as err:
+            from autocrop.model.export import EXPORT_DEPENDENCIES
+
+            return None, f"{where}; building one needs {err.name}: {EXPORT_DEPENDENCIES}"
+        except Exception as err:  # noqa: BLE001 - the exporter's own errors: one line, not a traceback
+            detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            return None, f"{where}; building one failed ({type(err).__name__}: {detail})"
     try:
-        return ViewScorer(net, card, weights_path=weights, device=target)
-    except RuntimeError as err:  # e.g. the GPU is out of memory or busy
-        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ModelError(f"{weights}: cannot put the model on {target} ({detail})") from None
+        scorer = OnnxScorer(graph, tensors, config, card, weights_path=weights, threads=threads, graph_source=where)
+        return scorer, ""
+    except ImportError as err:  # onnxruntime found but broken
+        return None, f"onnxruntime cannot be imported ({err})"
+    except ModelError as err:
+        return None, str(err)

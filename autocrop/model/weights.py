@@ -3,6 +3,12 @@
 The config of a model travels in the safetensors metadata (``{"format": "pt", "config": <json>}``),
 and again in its card. Reading the metadata uses safetensors' own ``safe_open(...).metadata()``
 with the numpy framework, so it needs neither torch nor a hand-written header parser.
+
+A weights file is loaded only with its card, and only when the card's sha256 matches the file: a
+file without a card (or a card without a sha256) is refused, because nothing could tell a damaged
+or replaced file from the real one. Every model autocrop writes gets its card (``autocrop train``,
+model soups, the packaged model); Python callers may pass ``verify=False`` to load a file they
+trust without one.
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ __all__ = [
     "TRAINING_ONLY_PREFIXES",
     "card_path_for",
     "load_state_checked",
+    "check_shapes",
     "load_weights",
+    "read_checked",
     "read_metadata",
     "save_weights",
     "sha256_of",
@@ -62,12 +70,14 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 def config_of(metadata: Mapping[str, str], card: Mapping[str, Any]) -> ModelConfig:
     """The model config stored in the weights metadata, else the card's, else the defaults.
 
-    Raises ``ValueError`` / ``TypeError`` for a config that is not valid JSON or has unknown keys.
+    Raises ``ValueError`` naming the field for a config that is not valid JSON, has unknown keys, or
+    a value of the wrong type or range (see :meth:`ModelConfig.from_dict`).
     """
     text = metadata.get("config")
-    data = json.loads(text) if text else dict(card.get("config") or {})
-    if not isinstance(data, dict):
-        raise ValueError("config is not a JSON object")
+    try:
+        data = json.loads(text) if text else card.get("config") or {}
+    except (json.JSONDecodeError, RecursionError) as err:
+        raise ValueError(f"config in the file's metadata is not valid JSON ({err})") from None
     return ModelConfig.from_dict(data)
 
 
@@ -103,35 +113,81 @@ def save_weights(
     return card
 
 
-def load_weights(path: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], ModelConfig, dict[str, Any]]:
-    """Read (tensors, config, card) from ``path``; one-line :class:`ModelError` on any problem.
+def read_checked(path: str | Path, verify: bool = True) -> tuple[bytes, dict[str, str], ModelConfig, dict[str, Any]]:
+    """(file bytes, metadata, config, card) of a weights file after every check that needs no torch.
 
-    When the card exists its sha256 must match the file (``verify``); a file without a card is accepted
-    (e.g. a checkpoint from ``autocrop train``) and gets a minimal card.
+    One-line :class:`ModelError` naming the file for: a missing file, a card that is not a JSON object
+    or has fields of the wrong type, a file that is not safetensors, and (with ``verify``) a card that is
+    missing, has no sha256, or does not match the file; and for a config field of the wrong type or
+    range. Every loader of weights (torch or not) goes through here.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load as load_bytes
-
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     card = read_card(path)
+    metadata = read_metadata(path)  # not a safetensors file at all: said first
     data = path.read_bytes()
-    if verify and card.get("sha256") and hashlib.sha256(data).hexdigest() != card["sha256"]:
+    if verify and not card.get("sha256"):
+        where = "has no sha256" if card else f"is missing ({card_path_for(path).name} beside it)"
+        raise ModelError(f"{path}: its model card {where}, so the file cannot be checked; keep each model "
+                         "with the card autocrop wrote for it")
+    if verify and hashlib.sha256(data).hexdigest() != card["sha256"].lower():
         raise ModelError(
             f"{path}: sha256 does not match its model card {card_path_for(path).name} (damaged or replaced file)"
         )
-    metadata = read_metadata(path)
-    try:
-        tensors = load_bytes(data)
-    except (SafetensorError, ValueError, OSError) as err:
-        raise ModelError(f"{path}: not a valid safetensors model file ({err})") from None
     try:
         config = config_of(metadata, card)
     except (ValueError, TypeError) as err:
         raise ModelError(f"{path}: model config is invalid ({err})") from None
     card.setdefault("config", json.loads(config.to_json()))
+    return data, metadata, config, card
+
+
+def load_weights(path: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], ModelConfig, dict[str, Any]]:
+    """Read (tensors, config, card) from ``path``; one-line :class:`ModelError` on any problem.
+
+    The checks of :func:`read_checked` (with ``verify``, the default and always from the command line,
+    the card must exist, record the sha256 of the file, and match it; ``verify=False`` loads a file
+    without a card, which then gets a minimal one), then the tensors must fit the config
+    (:func:`check_shapes`).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_bytes
+
+    path = Path(path)
+    data, _, config, card = read_checked(path, verify)
+    try:
+        tensors = load_bytes(data)
+    except (SafetensorError, ValueError, OSError) as err:
+        raise ModelError(f"{path}: not a valid safetensors model file ({err})") from None
+    check_shapes(config, tensors, path)
     return tensors, config, card
+
+
+def check_shapes(config: ModelConfig, tensors: Mapping[str, torch.Tensor], source: str | Path) -> None:
+    """:class:`ModelError` unless ``tensors`` fit the network ``config`` describes (names and shapes).
+
+    The network is laid out on torch's "meta" device (shapes only, no memory), so a forged config
+    (``reduced_dim`` 16 for weights made with 8, or sizes of a hundred gigabytes) is refused before
+    anything is allocated.
+    """
+    import torch
+
+    from autocrop.model.network import ViewRankingNet
+
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in ViewRankingNet(config).state_dict().items()}
+    for key, shape in expected.items():
+        if _training_only(key):
+            continue
+        if key not in tensors:
+            raise ModelError(f"{source}: weights do not match the model config (missing {key})")
+        if tuple(tensors[key].shape) != shape:
+            raise ModelError(f"{source}: weights do not match the model config ({key} has shape "
+                             f"{list(tensors[key].shape)}, the config needs {list(shape)})")
+    extra = [k for k in tensors if k not in expected and not _training_only(k)]
+    if extra:
+        raise ModelError(f"{source}: weights do not match the model config (unexpected {extra[:3]})")
 
 
 def _training_only(key: str) -> bool:

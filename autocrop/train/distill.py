@@ -18,7 +18,7 @@ import numpy as np
 from autocrop.data import FCDBImage, load_fcdb, resolve_data_dir
 from autocrop.errors import ModelError
 from autocrop.model.config import ModelConfig
-from autocrop.model.scorer import ViewScorer
+from autocrop.model.torch_scorer import ViewScorer
 from autocrop.train.samples import TrainSample
 from autocrop.train.validate import predict
 

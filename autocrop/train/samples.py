@@ -23,7 +23,7 @@ from autocrop.data.gaicd import ScoredImage
 from autocrop.geometry import box_iou
 from autocrop.io.decode import load_reduced
 from autocrop.model.config import ModelConfig
-from autocrop.model.scorer import resize_for_model
+from autocrop.model.preprocess import resize_for_model
 
 FCDB_IOU_TEMPERATURE = 0.05
 
