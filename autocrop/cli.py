@@ -57,8 +57,10 @@ HELP = (
 EXAMPLES = (
     ("autocrop photo.jpg -r 16:9 -k 3", "the 3 best 16:9 crops of a photo, written beside it"),
     ("autocrop batch ~/Pictures -o ~/crops", "a whole folder tree, resumable"),
+    ("autocrop faces group.jpg --json", "the faces the crops will never cut"),
     ("autocrop train --data gaicd --out runs/mine", "train a ranking model"),
     ("autocrop bench --dataset fcdb", "measure the model on a public benchmark"),
+    ("autocrop export mine.safetensors", "the ONNX Runtime graph of a trained model"),
     ("autocrop doctor", "check the installation, the model and the device"),
     ("autocrop config set ratio 4:5", "change a default"),
 )
