@@ -92,6 +92,7 @@ class Cropper:
         self._scorer = scorer
         self._detector = detector
         self._load_lock = threading.Lock()
+        self._detector_lock = threading.Lock()  # not the model's: detection must not wait for a model loading
         self._score_lock = threading.Lock()
         self._preloader: threading.Thread | None = None
         self._input_short_side: int | None = None
@@ -196,7 +197,7 @@ class Cropper:
     def detector(self) -> FaceDetector:
         """The face detector (the packaged YuNet model unless one was given; its session opens on first use)."""
         if self._detector is None:
-            with self._load_lock:
+            with self._detector_lock:
                 if self._detector is None:
                     from autocrop.faces.detect import YuNetDetector
 
