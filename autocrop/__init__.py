@@ -10,13 +10,7 @@ The public API is imported lazily, so ``import autocrop`` stays light (no torch,
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
-
-try:
-    __version__ = version("autocrop-views")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
 
 _LAZY = {
     "Cropper": "autocrop.cropper",
@@ -40,8 +34,23 @@ if TYPE_CHECKING:  # pragma: no cover
     from autocrop.results import Crop, CropResult
     from autocrop.settings import CropSettings
 
+    __version__: str
+
+
+def _version() -> str:
+    """The installed distribution's version (read on first use: importlib.metadata costs ~20 ms at start-up)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("autocrop-views")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'autocrop' has no attribute {name!r}")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from autocrop.errors import InputError
-from autocrop.geometry import reduce_ratio
+from autocrop.geometry import reduce_ratio, unique_rows, unique_values
 
 if TYPE_CHECKING:
     from autocrop.ratios import RatioSpec
@@ -75,7 +75,7 @@ def ratio_candidates(
     if k_max < 1:
         return np.zeros((0, 4), dtype=np.float32)
     k_min = max(1, ceil(k_max * sqrt(min_area) - 1e-9))
-    ks = np.unique(np.round(np.linspace(k_min, k_max, max(1, sizes))).astype(np.int64))
+    ks = unique_values(np.round(np.linspace(k_min, k_max, max(1, sizes))).astype(np.int64))
     step = max(1.0, position_step * max(width, height))
     boxes: list[np.ndarray] = []
     for k in ks:
@@ -86,7 +86,7 @@ def ratio_candidates(
         x1, y1 = x1.ravel(), y1.ravel()
         boxes.append(np.stack([x1, y1, x1 + w, y1 + h], axis=1))
     out = np.concatenate(boxes, axis=0)
-    return np.unique(out, axis=0).astype(np.float32)
+    return unique_rows(out).astype(np.float32)
 
 
 def _positions(free: int, step: float) -> np.ndarray:
@@ -95,7 +95,7 @@ def _positions(free: int, step: float) -> np.ndarray:
         return np.zeros(1, dtype=np.int64)
     count = int(np.ceil(free / step / 2)) * 2 + 1
     count = min(count, free + 1)
-    return np.unique(np.round(np.linspace(0, free, count)).astype(np.int64))
+    return unique_values(np.round(np.linspace(0, free, count)).astype(np.int64))
 
 
 def candidate_boxes(width: int, height: int, ratios: tuple[RatioSpec, ...] | list[RatioSpec],
@@ -115,7 +115,7 @@ def candidate_boxes(width: int, height: int, ratios: tuple[RatioSpec, ...] | lis
             boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
             if boxes.shape[0] == 0:
                 boxes = np.array([[0, 0, width, height]], dtype=np.int64)
-            boxes = np.unique(boxes, axis=0)
+            boxes = unique_rows(boxes)
         else:
             boxes = ratio_candidates(width, height, *exact).astype(np.int64)
             if boxes.shape[0] == 0:
@@ -169,7 +169,7 @@ def covering_crops(target: np.ndarray, width: int, height: int, ratio: tuple[int
         k_max = min(width // a, height // b)
         k_low = max(ceil(max(tw / a, th / b) - 1e-9), ceil(k_max * sqrt(min_area) - 1e-9), 1)
         if k_low <= k_max:
-            ks = np.unique(np.round(np.linspace(k_low, k_max, sizes)).astype(np.int64))
+            ks = unique_values(np.round(np.linspace(k_low, k_max, sizes)).astype(np.int64))
             shapes = [(float(k * a), float(k * b)) for k in ks]
     else:
         aspects = sorted({round(width / height, 6), *EXTRA_ASPECTS})
@@ -188,7 +188,7 @@ def covering_crops(target: np.ndarray, width: int, height: int, ratio: tuple[int
         for centre_y in (cy, cy - h / 2 + h * HEADROOM):
             y = _place(centre_y, h, ty1, ty2, height, exact)
             out.append((x, y, x + w, y + h))
-    return np.unique(np.asarray(out, dtype=np.float64).reshape(-1, 4), axis=0)
+    return unique_rows(np.asarray(out, dtype=np.float64).reshape(-1, 4))
 
 
 def repaired_crops(boxes: np.ndarray, cut: np.ndarray, faces: np.ndarray, width: int, height: int,
@@ -242,7 +242,7 @@ def repaired_crops(boxes: np.ndarray, cut: np.ndarray, faces: np.ndarray, width:
     if ratio is None:
         aspect = w / np.maximum(h, 1e-9)
         ok &= (aspect >= ASPECT_RANGE[0]) & (aspect <= ASPECT_RANGE[1]) & (w * h >= min_area * width * height)
-    return np.unique(np.round(arr[ok]), axis=0)
+    return unique_rows(np.round(arr[ok]))
 
 
 def _shifted(start: float, end: float, limit: int) -> tuple[float, float]:

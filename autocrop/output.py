@@ -136,23 +136,58 @@ def mark_existing(result: CropResult) -> CropResult:
     return result.with_crops([replace(c, exists=c.path is not None and c.path.exists()) for c in result.crops])
 
 
-def cut(image: Image.Image, box: tuple[int, int, int, int], size: tuple[int, int] | None = None) -> Image.Image:
-    """Crop ``box`` (integer pixels) out of ``image``; resize to ``size`` (Lanczos) when it differs."""
+def cut(image: Image.Image, box: tuple[int, int, int, int], size: tuple[int, int] | None = None,
+        scale: float = 1.0) -> Image.Image:
+    """Crop ``box`` (integer pixels of the full-size photo) out of ``image``; resize to ``size`` (Lanczos).
+
+    scale: full-size pixels per pixel of ``image`` (> 1 when ``image`` was decoded at a reduced JPEG
+    scale, :func:`draft_factor`); the box is then mapped into ``image`` with sub-pixel precision and
+    resampled straight to ``size`` in one step.
+    """
     from PIL import Image as PILImage
 
-    out = image.crop(box)
-    if size is not None and out.size != (size[0], size[1]):
-        if out.mode in ("P", "1"):
-            out = out.convert("RGBA" if "transparency" in out.info else "RGB")
-        elif out.mode.startswith("I;16"):
-            out = out.convert("I")
-        out = out.resize((int(size[0]), int(size[1])), PILImage.Resampling.LANCZOS, reducing_gap=3.0)
-    return out
+    if scale == 1.0:
+        out = image.crop(box)
+        if size is None or out.size == (size[0], size[1]):
+            return out
+    else:
+        if size is None:
+            size = (box[2] - box[0], box[3] - box[1])
+        out = image
+    if out.mode in ("P", "1"):
+        out = out.convert("RGBA" if "transparency" in out.info else "RGB")
+    elif out.mode.startswith("I;16"):
+        out = out.convert("I")
+    target = (int(size[0]), int(size[1]))
+    if scale == 1.0:
+        return out.resize(target, PILImage.Resampling.LANCZOS, reducing_gap=3.0)
+    region = (box[0] / scale, box[1] / scale, min(box[2] / scale, out.width), min(box[3] / scale, out.height))
+    return out.resize(target, PILImage.Resampling.LANCZOS, box=region, reducing_gap=3.0)
+
+
+#: JPEG DCT scale denominators libjpeg decodes directly (Pillow's ``Image.draft``), largest first.
+DRAFT_FACTORS = (8, 4, 2)
+
+
+def draft_factor(result: CropResult, settings: CropSettings) -> int:
+    """The largest JPEG decode scale denominator (8, 4, 2, else 1) at which every crop of ``result``
+    still has at least its output size in pixels (``Crop.width``/``height``, as set by
+    :func:`sized_outputs`/:func:`plan_outputs`), so ``--size``/``--long-edge`` outputs need not decode
+    the whole photo at full resolution. 1 when no crop is reduced by at least 2x or a preview is drawn.
+    """
+    if settings.preview or not result.crops:
+        return 1
+    for factor in DRAFT_FACTORS:
+        if all((c.box[2] - c.box[0]) >= factor * c.width and (c.box[3] - c.box[1]) >= factor * c.height
+               for c in result.crops):
+            return factor
+    return 1
 
 
 def write_outputs(result: CropResult, image: Image.Image, settings: CropSettings,
-                  exif: bytes | None = None, icc: bytes | None = None) -> None:
-    """Write every planned crop of ``result`` from the full-resolution, EXIF-oriented ``image``.
+                  exif: bytes | None = None, icc: bytes | None = None, scale: float = 1.0) -> None:
+    """Write every planned crop of ``result`` from the EXIF-oriented ``image`` (full resolution, or
+    ``scale`` times smaller when decoded at a JPEG draft scale: see :func:`cut`).
 
     All-or-nothing: when one crop cannot be written, the files this call created are removed again
     and the first error is raised (:class:`OutputError` with the path and, from the OS, the errno).
@@ -163,7 +198,7 @@ def write_outputs(result: CropResult, image: Image.Image, settings: CropSettings
     written: list[Path] = []  # list.append is atomic: safe from the encoding threads
 
     def save(crop: Crop, path: Path) -> None:
-        save_image(cut(image, crop.box, (crop.width, crop.height)), path, fmt, settings.quality, exif=exif,
+        save_image(cut(image, crop.box, (crop.width, crop.height), scale), path, fmt, settings.quality, exif=exif,
                    icc=icc, overwrite=settings.overwrite)
         written.append(path)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from autocrop.geometry import box_iou, max_iou, snap_box
+from autocrop.geometry import box_iou, max_iou, snap_box, unique_values
 
 DIVERSITY_IOU = 0.7  # two chosen crops overlap by at most this IoU (relaxed only when too few remain)
 RELAXED_IOU = (0.8, 0.9, 0.95)
@@ -52,7 +52,7 @@ def select_diverse(boxes: np.ndarray, scores: np.ndarray, k: int, iou_threshold:
     iou = box_iou(boxes, boxes)
     stage = np.zeros(boxes.shape[0], dtype=np.int64) if rounds is None else np.asarray(rounds, np.int64).reshape(-1)
     chosen: list[int] = []
-    for current in np.unique(stage):
+    for current in unique_values(stage):
         members = order[stage[order] == current]
         for threshold in (iou_threshold, *[t for t in RELAXED_IOU if t > iou_threshold]):
             for i in members:

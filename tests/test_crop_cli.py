@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -310,3 +311,17 @@ def test_disk_full_removes_partial_outputs(tmp_path: Path, photos: list[Path], m
     assert lines[0] == f"autocrop: error: {target}: cannot write: No space left on device"
     # nothing of the failed photo is left (no temp file, no lone first crop); the next photo is complete
     assert sorted(p.name for p in out.iterdir()) == [f"{photos[1].stem}.crop1.jpg", f"{photos[1].stem}.crop2.jpg"]
+
+
+def test_console_script_ends_cleanly_into_a_closed_pipe(photos: list[Path], model_file: Path) -> None:
+    """The console script ends with os._exit after flushing: a reader that closes early gets no traceback,
+    and a full read gets every byte (the JSON parses)."""
+    exe = Path(sys.executable).parent / "autocrop"
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "autocrop"]
+    args = [*command, str(photos[0]), "--top", "3", "--json", "--dry-run", "--model", str(model_file)]
+    full = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert full.returncode == 0, full.stderr
+    assert json.loads(full.stdout)["results"][0]["crops"] and "Traceback" not in full.stderr
+    shell = f"{' '.join(map(shlex.quote, args))} | head -c 1 >/dev/null; echo ${{PIPESTATUS[0]}}"
+    piped = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in piped.stderr and piped.stdout.strip() in ("0", "2")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from autocrop.errors import UsageError
-from autocrop.geometry import box_iou, clip_boxes, max_iou, reduce_ratio, snap_box
+from autocrop.geometry import box_iou, clip_boxes, max_iou, reduce_ratio, snap_box, unique_rows, unique_values
 
 # ---------------------------------------------------------------------------------------------- IoU
 
@@ -142,3 +142,30 @@ def test_clip_boxes_clips_a_one_pixel_overshoot() -> None:
     np.testing.assert_array_equal(clipped, [[0, 0, 100, 80], [10, 20, 30, 40]])
     assert clipped.dtype == np.float64
     np.testing.assert_array_equal(boxes, original)  # a copy: the caller's array is untouched
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_unique_rows_and_values_equal_numpy(seed: int) -> None:
+    """The start-up-friendly helpers give exactly what np.unique gives (rows sorted, column 0 first)."""
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, 4, size=(60, 4)).astype(np.float64)
+    assert np.array_equal(unique_rows(rows), np.unique(rows, axis=0))
+    assert unique_rows(rows).dtype == rows.dtype
+    assert unique_rows(np.zeros((0, 4), np.int64)).shape == (0, 4)
+    values = rng.integers(-3, 3, size=40)
+    assert np.array_equal(unique_values(values), np.unique(values))
+    assert unique_values(np.zeros(0)).shape == (0,)
+
+
+def test_crop_path_does_not_import_numpy_ma() -> None:
+    """np.unique imports numpy.ma (40-60 ms); choosing crops must not pull it in."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import numpy as np; from autocrop.candidates import candidate_boxes; "
+            "from autocrop.ratios import parse_ratios; from autocrop.select import select_diverse; "
+            "b, g = candidate_boxes(1024, 683, parse_ratios(['16:9', 'free']), 'x'); "
+            "select_diverse(b[g == 0].astype(float), np.arange(int((g == 0).sum()), dtype=float), 3); "
+            "print('numpy.ma' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

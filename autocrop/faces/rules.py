@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from autocrop.candidates import covering_crops, repaired_crops
-from autocrop.geometry import reduce_ratio
+from autocrop.geometry import reduce_ratio, unique_rows, unique_values
 
 if TYPE_CHECKING:
     from autocrop.faces.detect import Face
@@ -226,9 +226,9 @@ def extra_candidates(boxes: np.ndarray, subject: Subject, ratio: tuple[int, int]
         found.append(repaired_crops(boxes, cut, subject.faces, width, height, ratio))
     extra = np.round(np.concatenate(found, axis=0)) if found else np.zeros((0, 4))
     extra = extra[(extra[:, 2] > extra[:, 0]) & (extra[:, 3] > extra[:, 1])]
-    extra = np.unique(extra, axis=0)
+    extra = unique_rows(extra)
     if extra.shape[0] > MAX_EXTRA:
-        extra = extra[np.unique(np.round(np.linspace(0, extra.shape[0] - 1, MAX_EXTRA)).astype(np.int64))]
+        extra = extra[unique_values(np.round(np.linspace(0, extra.shape[0] - 1, MAX_EXTRA)).astype(np.int64))]
     return extra
 
 

@@ -352,13 +352,19 @@ def reduce_by(image: Image.Image, factor: int) -> Image.Image:
         return to_rgb(image).reduce(factor)
 
 
-def load_full(source: str | Path | MemorySource) -> tuple[Image.Image, ImageInfo]:
-    """Decode ``source`` at full resolution, EXIF-oriented, in its stored pixel mode."""
+def load_full(source: str | Path | MemorySource, reduce: int = 1) -> tuple[Image.Image, ImageInfo]:
+    """Decode ``source`` at full resolution, EXIF-oriented, in its stored pixel mode.
+
+    reduce: 2, 4 or 8 decodes a JPEG at that DCT scale (libjpeg, ``Image.draft``; other formats ignore
+    it): the image is then about ``reduce`` times smaller than ``info.width`` x ``info.height``.
+    """
     path = as_source(source)
     image, notes = _open(path)
     oriented: Image.Image | None = None
     try:
         info = read_info(image, path, notes)
+        if reduce > 1 and image.format == "JPEG":
+            image.draft(image.mode, (-(-image.size[0] // reduce), -(-image.size[1] // reduce)))
         _decode(image, path)
         oriented = _detached(image, orient(image, info.orientation))
         return oriented, info
