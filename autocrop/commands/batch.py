@@ -142,6 +142,10 @@ def batch_command(
         settings=spec.output_key(),
         quiet=quiet,
     )
+    if engine == "local":
+        from autocrop.commands.allocator import keep_freed_memory
+
+        keep_freed_memory()  # photo after photo in this process: reuse image memory (see the module)
     tally = run_batch(opts, spec, out_stream=sys.stderr if json_out else sys.stdout)
     if json_out:
         sys.stdout.write(json.dumps(tally.as_dict(), indent=2, ensure_ascii=False) + "\n")

@@ -87,6 +87,10 @@ def crop_command(
         _prepare_out_dir(out_dir)
     cropper = Cropper(model=model, device=device or "cpu", runtime=runtime or "auto", threads=threads)
     cropper.preload()  # import torch + load the model while the first photo is decoded
+    if len(images) > 1:
+        from autocrop.commands.allocator import keep_freed_memory
+
+        keep_freed_memory()  # photo after photo in this process: reuse image memory (see the module)
 
     human = console(stderr=json_out or to_stdout)
     protected = [Path(p) for p in images if p != STDIO]
