@@ -203,7 +203,9 @@ def write_outputs(result: CropResult, image: Image.Image, settings: CropSettings
         written.append(path)
 
     errors: list[BaseException] = []
-    workers = min(len(jobs), available_cpus())
+    # one thread per crop up to twice the cores: with 3 crops on 2 cores, 2 threads would leave a core idle
+    # while the third crop encodes alone
+    workers = min(len(jobs), 2 * available_cpus())
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="autocrop-encode") as pool:
             futures = [pool.submit(save, crop, path) for crop, path in jobs]
