@@ -286,7 +286,9 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 def verbs() -> list[str]:
     """The verbs of :data:`app` (commands and command groups), without building its click command."""
-    return [str(info.name) for info in (*app.registered_commands, *app.registered_groups) if info.name]
+    commands = [info.name for info in app.registered_commands]
+    groups = [info.name for info in app.registered_groups]
+    return [str(name) for name in (*commands, *groups) if name]
 
 
 def build_command(verb: str | None = None) -> Any:
