@@ -100,7 +100,7 @@ def refine_boxes(
         # refined box of view k never depends on the views chosen after it
         owner = np.argmax(overlap[: k + 1], axis=0)
         members = np.flatnonzero((owner == k) & (overlap[k] >= min_iou))
-        members = np.union1d(members, [index])
+        members = unique_values(np.append(members, index))  # np.union1d, without importing numpy.ma
         weights = np.exp((scores[members] - scores[index]) / (temperature * spread))
         refined[k] = (boxes[members] * weights[:, None]).sum(axis=0) / weights.sum()
     return refined
