@@ -12,12 +12,3 @@ def available_cpus() -> int:
     except (AttributeError, OSError):  # not Linux
         return max(1, os.cpu_count() or 1)
 
-
-def idle_cpus() -> int:
-    """Available CPUs minus the 1-minute load average, rounded, at least 1 (a hint for thread counts)."""
-    cpus = available_cpus()
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        load = 0.0
-    return max(1, min(cpus, int(cpus - load + 0.5)))
