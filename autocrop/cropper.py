@@ -8,12 +8,12 @@
     scores = cropper.score("photo.jpg", [[0, 0, 800, 450]])  # the model's score of your own boxes
 
 A crop flows: :meth:`decode` (EXIF-oriented, reduced size) -> faces on the reduced image (:meth:`faces`,
-unless ``faces=False``) and the hints -> :func:`autocrop.candidates.candidate_boxes` (+ views around the
-faces where none keeps the rule, :mod:`autocrop.faces.rules`) -> one forward pass (:meth:`score`) -> per
-ratio :func:`autocrop.faces.apply.choose` (the face rule's order, :func:`autocrop.select.select_diverse`,
-:func:`autocrop.select.final_boxes`) -> a :class:`~autocrop.results.CropResult` -> optionally
-:func:`autocrop.output.plan_outputs`, :func:`~autocrop.output.check_outputs` and
-:func:`~autocrop.output.write_outputs` (and the preview).
+unless ``faces=False``) and the hints -> the scored views (:func:`autocrop.views.make_views`: a grid model's
+candidates scored in one forward pass, or a set model's predictions; + views around the faces where none
+keeps the rule, :mod:`autocrop.faces.rules`) -> per ratio :func:`autocrop.faces.apply.choose` (the face
+rule's order, :func:`autocrop.select.select_diverse`, :func:`autocrop.select.final_boxes`) -> a
+:class:`~autocrop.results.CropResult` -> optionally :func:`autocrop.output.plan_outputs`,
+:func:`~autocrop.output.check_outputs` and :func:`~autocrop.output.write_outputs` (and the preview).
 
 Boxes are ``x1 y1 x2 y2`` in pixels of the *EXIF-oriented* photo (as a viewer shows it), x2/y2
 exclusive. The Cropper changes no process-wide state except, when asked with ``threads=N``, torch's
@@ -22,6 +22,7 @@ intra-op thread count; it reads no config file and no environment variable.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -31,14 +32,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from autocrop.candidates import candidate_boxes
 from autocrop.errors import UsageError
 from autocrop.geometry import clip_boxes
 from autocrop.io import decode as dec
 from autocrop.io.fs import ensure_folder
+from autocrop.io.full import decode_full_in_background, pixels_to_cut
 from autocrop.io.sources import MemorySource, pil_of
 from autocrop.output import check_outputs, cut, mark_existing, plan_outputs, sized_outputs, write_outputs
-from autocrop.results import Crop, CropResult
+from autocrop.results import CropResult
 from autocrop.settings import (
     DEFAULT_DEVICE,
     DEFAULT_RUNTIME,
@@ -48,6 +49,7 @@ from autocrop.settings import (
     check_threads,
     typed_values,
 )
+from autocrop.views import choose_crops, make_views, score_boxes
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -124,8 +126,8 @@ class Cropper:
     def model_loaded(self) -> bool:
         return self._scorer is not None
 
-    def preload(self) -> None:
-        """Start loading the model (torch import included) in a background thread.
+    def preload(self, faces: bool = True) -> None:
+        """Start loading the model (and, with ``faces``, the face detector) in a background thread.
 
         Decoding overlaps with it (Pillow releases the GIL). Errors are not raised here; the next use
         of the model raises them in the caller's thread.
@@ -136,6 +138,8 @@ class Cropper:
         def load() -> None:
             try:
                 self.scorer  # noqa: B018 - loads and caches
+                if faces:
+                    getattr(self.detector, "session", None)  # opens the packaged detector's session
             except Exception:  # noqa: BLE001 - raised again by the next use, in the caller's thread
                 pass
 
@@ -222,15 +226,9 @@ class Cropper:
 
     def _score(self, image: Image.Image, boxes: np.ndarray) -> np.ndarray:
         """Score ``boxes`` [N, 4] (pixels of the reduced ``image``) in one forward pass -> float32 [N]."""
-        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        if boxes.shape[0] == 0:
+        if np.asarray(boxes).size == 0:
             return np.zeros(0, dtype=np.float32)
-        scorer = self.scorer
-        with self._score_lock:
-            scores = np.asarray(scorer.score(image, boxes), dtype=np.float32).reshape(-1)
-        if scores.shape[0] != boxes.shape[0]:
-            raise RuntimeError(f"scorer returned {scores.shape[0]} scores for {boxes.shape[0]} boxes")
-        return scores
+        return score_boxes(self.scorer, self._score_lock, image, boxes)
 
     # ------------------------------------------------------------------ choosing crops
 
@@ -252,30 +250,17 @@ class Cropper:
         return result
 
     def _analyze(self, decoded: dec.ReducedImage, settings: CropSettings) -> CropResult:
-        from autocrop.faces.apply import choose, crops_of, warnings_of, with_extra_candidates
-
         info = decoded.info
         t0 = time.perf_counter()
         faces, subject = self._subject(decoded, settings)
         t1 = time.perf_counter()
-        boxes, groups = candidate_boxes(info.width, info.height, settings.ratios, decoded.label)
-        exact = [spec.resolve(info.width, info.height) for spec in settings.ratios]
-        labels = [spec.label for spec in settings.ratios]
-        boxes, groups = with_extra_candidates(boxes, groups, subject, exact, labels, decoded.label)
-        t2 = time.perf_counter()
-        scores = self._score(decoded.image, boxes.astype(np.float32) / np.float32(decoded.scale))
+        views = make_views(self.scorer, self._score_lock, decoded, settings, subject)  # see autocrop.views
         t3 = time.perf_counter()
-        crops: list[Crop] = []
-        warnings: list[str] = []
-        for index, spec in enumerate(settings.ratios):
-            members = np.flatnonzero(groups == index)
-            picks = choose(boxes[members], scores[members], settings, exact[index], info.width, info.height, subject)
-            crops += crops_of(picks, scores[members], spec.label, info.width, info.height, faces is not None)
-            warnings += warnings_of(picks, spec.label, decoded.label)
+        crops, warnings = choose_crops(views, settings, decoded, subject, faces is not None)
         t4 = time.perf_counter()
         return CropResult(source=decoded.label, width=info.width, height=info.height, format=info.format,
-                          crops=tuple(crops), candidates=int(boxes.shape[0]), faces=faces, warnings=tuple(warnings),
-                          timings={"faces": t1 - t0, "candidates": t2 - t1, "score": t3 - t2, "select": t4 - t3})
+                          crops=tuple(crops), candidates=int(views.boxes.shape[0]), faces=faces,
+                          warnings=tuple(warnings), timings={"faces": t1 - t0, **views.timings, "select": t4 - t3})
 
     def choose(self, photo: PhotoInput, boxes: np.ndarray, scores: np.ndarray, settings: CropSettings | None = None,
                ratio: tuple[int, int] | None = None, top: int = 1) -> np.ndarray:
@@ -316,17 +301,23 @@ class Cropper:
             self.scorer  # noqa: B018 - load the model first, so that "decode" times decoding only
         t0 = time.perf_counter()
         decoded = self.decode(photo)
-        if files and not dry_run and decoded.full is None and self._preloader is not None and not self.model_loaded:
-            decoded.full, _ = dec.load_full(decoded.info.source)  # overlaps with the model still loading
+        full_decode = None
+        if files and not dry_run and decoded.full is None and settings.size is None and settings.long_edge is None:
+            full_decode = decode_full_in_background(decoded)  # beside the model load and the analysis
         t1 = time.perf_counter()
-        result = self._analyze(decoded, settings)
+        try:
+            result = self._analyze(decoded, settings)
+        finally:
+            if full_decode is not None:
+                full_decode.wait(raise_error=sys.exc_info()[0] is None)  # an analysis error goes first
         result.timings["decode"] = t1 - t0
         if not files:
             if not images or not result.crops:
                 return result
-            full = self._full_image(decoded)
             sized = sized_outputs(result, settings)
-            return sized.with_crops([replace(c, image=cut(full, c.box, (c.width, c.height))) for c in sized.crops])
+            pixels, scale = pixels_to_cut(decoded, sized, settings)
+            return sized.with_crops([replace(c, image=cut(pixels, c.box, (c.width, c.height), scale))
+                                     for c in sized.crops])
         out_dir = self._out_dir(decoded, out)
         planned = plan_outputs(result, settings, out_dir, stem or _stem(decoded), _path_of(decoded))
         if dry_run:
@@ -348,11 +339,11 @@ class Cropper:
         if source_path is not None:
             guard.append(source_path)
         check_outputs(planned, guard, settings.overwrite)
-        full = self._full_image(decoded)
-        write_outputs(planned, full, settings, decoded.info.exif, decoded.info.icc)
+        pixels, scale = pixels_to_cut(decoded, planned, settings)
+        write_outputs(planned, pixels, settings, decoded.info.exif, decoded.info.icc, scale)
         if planned.preview is not None:
             try:
-                self._write_preview(planned, full, settings)
+                self._write_preview(planned, pixels, settings)  # no preview with scale != 1 (draft_factor)
             except BaseException:
                 from autocrop.io.fs import remove_quietly
 
@@ -369,11 +360,6 @@ class Cropper:
         return [cut(full, c.box, (c.width, c.height)) for c in sized_outputs(result, settings).crops]
 
     # ------------------------------------------------------------------ helpers
-
-    def _full_image(self, decoded: dec.ReducedImage) -> Image.Image:
-        if decoded.full is None:
-            decoded.full, _ = dec.load_full(decoded.info.source)
-        return decoded.full
 
     def _out_dir(self, decoded: dec.ReducedImage, out: str | Path | None) -> Path:
         if out is not None:

@@ -194,3 +194,58 @@ def test_example_photo(tmp_path: Path, example_photo: Path, cropper: Cropper) ->
     result = cropper.crop(example_photo, ratio="1:1", top=2, out=tmp_path)
     assert len(result.crops) == 2 and all(c.width == c.height for c in result.crops)
     assert all(c.path is not None and c.path.parent == tmp_path for c in result.crops)
+
+
+def test_sized_outputs_decode_at_the_smallest_jpeg_scale(tmp_path: Path, fake_scorer: object,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--size / --long-edge: a JPEG is decoded at the DCT scale that still covers every output, and the crop
+    equals (within JPEG rounding) the one cut from the full decode; EXIF-rotated photos map boxes right."""
+    from autocrop.io import decode as dec
+    from autocrop.output import draft_factor
+
+    rng = np.random.default_rng(3)
+    base = Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).resize((1600, 1200),
+                                                                                     Image.Resampling.BICUBIC)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display: the oriented photo is 1200 x 1600
+    path = tmp_path / "photo.jpg"
+    base.save(path, quality=95, exif=exif)
+    reduces: list[int] = []
+    original = dec.load_full
+
+    def spy(source, reduce=1):  # type: ignore[no-untyped-def]
+        reduces.append(reduce)
+        return original(source, reduce)
+
+    monkeypatch.setattr(dec, "load_full", spy)
+    cropper = Cropper(scorer=fake_scorer, faces=False)
+    small = cropper.crop(path, ratio="1:1", top=2, size="150x150")
+    assert reduces and reduces[-1] > 1 and all(c.image.size == (150, 150) for c in small.crops)
+    settings = CropSettings.build(ratio="1:1", top=2, size="150x150")
+    assert draft_factor(small, settings) == reduces[-1]
+    with Image.open(path) as im:
+        full = exif_oriented(im)
+    for crop in small.crops:
+        reference = full.crop(crop.box).resize((150, 150), Image.Resampling.LANCZOS)
+        diff = np.abs(np.asarray(crop.image, np.int16) - np.asarray(reference, np.int16))
+        assert diff.mean() < 3.0, diff.mean()
+    big = cropper.crop(path, ratio="1:1", top=1, size="900x900")  # less than 2x smaller: full decode
+    assert reduces[-1] == 1 and big.crops[0].image.size == (900, 900)
+    written = cropper.crop(path, ratio="1:1", size="150x150", out=tmp_path / "out")
+    with Image.open(written.crops[0].path) as im:
+        assert im.size == (150, 150)
+
+
+def exif_oriented(image: Image.Image) -> Image.Image:
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(image).convert("RGB")
+
+
+def test_a_crop_does_not_import_numpy_ma(example_photo: Path) -> None:
+    """np.unique / np.union1d import numpy.ma (40-60 ms of start-up); choosing crops must not pull it in."""
+    code = ("import sys; from autocrop import Cropper; "
+            f"Cropper().crop({str(example_photo)!r}, ratio=['16:9', 'free'], top=3); "
+            "print('numpy.ma' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr

@@ -25,6 +25,10 @@ FCDB / FLMS protocol (Chen et al. 2017; Fang et al. 2014), per image, then avera
   for each metric: the maximum IoU and the minimum Disp over the ground truths (the protocol of the
   VEN/VPN and CACNet evaluation code).
 
+Diversity (every model; FCDB / FLMS runs): the top-3 crops ``autocrop crop --top 3`` writes for a free ratio, and
+the IoU of each pair of them (:func:`diversity_metrics`): the mean per image, averaged over images, and the
+largest seen.
+
 All boxes are ``x1 y1 x2 y2`` in pixels of the same image.
 """
 
@@ -242,3 +246,36 @@ def box_metrics(
         raise ValueError("box_metrics: no images")
     ious, disps = zip(*(best_match(b, g, w, h) for b, g, (w, h) in zip(chosen, ground_truths, sizes)))
     return BoxMetrics(n_images=len(chosen), iou=float(np.mean(ious)), disp=float(np.mean(disps)))
+
+
+# ---------------------------------------------------------------------------------------------
+# diversity of the top-k
+# ---------------------------------------------------------------------------------------------
+
+
+def pairwise_ious(boxes: np.ndarray) -> np.ndarray:
+    """IoU of every pair of ``boxes`` [K, 4] (``x1 y1 x2 y2``, one unit) -> float64 [K * (K - 1) / 2]."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    upper = np.triu_indices(len(boxes), k=1)
+    return box_iou(boxes, boxes)[upper]
+
+
+def diversity_metrics(tops: list[np.ndarray], limit: float = 0.7) -> dict:
+    """How alike the top-k crops of each image are: ``tops[i]`` [K_i, 4] pixels of image i, best first.
+
+    ``mean_pairwise_iou``: the mean IoU over the pairs of an image's crops, averaged over the images with at
+    least two crops (lower = more varied); ``max_pairwise_iou``: the largest IoU of any pair seen;
+    ``pairs_over``: pairs more alike than ``limit``; ``images``: images with at least two crops.
+    """
+    per_image = [pairwise_ious(t) for t in tops]
+    per_image = [p for p in per_image if p.size]
+    if not per_image:
+        return {"mean_pairwise_iou": None, "max_pairwise_iou": None, "pairs_over": 0, "limit": limit, "images": 0}
+    every = np.concatenate(per_image)
+    return {
+        "mean_pairwise_iou": round(float(np.mean([p.mean() for p in per_image])), 5),
+        "max_pairwise_iou": round(float(every.max()), 5),
+        "pairs_over": int((every > limit).sum()),
+        "limit": limit,
+        "images": len(per_image),
+    }

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from autocrop.bench.baselines import BASELINES
-from autocrop.bench.runner import UNREFINED
+from autocrop.bench.runner import REFERENCE, UNREFINED
 from autocrop.errors import OutputError
 
 GAICD_COLUMNS = (
@@ -43,8 +43,10 @@ def render(report: dict, console: Any) -> None:
     dataset = report["dataset"]
     columns = GAICD_COLUMNS if dataset == "gaicd" else BOX_COLUMNS
     images = report["images"]
+    arch = report["model"].get("arch", "grid")
     title = (
         f"{dataset.upper()} {report['split']} · {images['measured']} images · candidates: {report['candidates']}"
+        f" · model: {arch} ({report['model'].get('runtime') or 'torch'})"
     )
     console.print(f"[bold]{title}[/]")
     quality = Table()
@@ -54,11 +56,21 @@ def render(report: dict, console: Any) -> None:
     results, margins = report["results"], report["margins"]
     quality.add_row("model", *(_fmt(k, results["model"][k]) for k, _ in columns), style="bold")
     if UNREFINED in results:
-        quality.add_row("model, unrefined grid view", *(_fmt(k, results[UNREFINED][k]) for k, _ in columns))
+        label = "model, unrefined grid view" if arch == "grid" else "model, most valid prediction"
+        quality.add_row(label, *(_fmt(k, results[UNREFINED][k]) for k, _ in columns))
+    if REFERENCE in results:
+        label = f"reference: {(report.get('reference') or {}).get('arch', 'grid')} model"
+        quality.add_row(label, *(_fmt(k, results[REFERENCE][k]) for k, _ in columns), style="italic")
     for name in BASELINES:
         if name in results:
             quality.add_row(BASELINE_LABELS[name], *(_fmt(k, results[name][k]) for k, _ in columns))
     console.print(quality)
+    for who in ("model", REFERENCE):
+        diversity = (report.get("diversity") or {}).get(who) or {}
+        if diversity.get("images"):
+            console.print(f"diversity of the {who}'s top-3 (free ratio, as crop --top 3): mean pairwise IoU "
+                          f"{diversity['mean_pairwise_iou']:.3f}, max {diversity['max_pairwise_iou']:.3f} "
+                          f"({diversity['pairs_over']} pairs over {diversity['limit']}, {diversity['images']} images)")
 
     versus = Table(title="model's margin over each baseline: difference (ratio)", title_justify="left")
     versus.add_column("metric")

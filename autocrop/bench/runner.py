@@ -12,33 +12,32 @@ ranked by every baseline and everything goes through the same metric code
 
 from __future__ import annotations
 
-import os
-import platform
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from autocrop.bench.baselines import BASELINES, baseline_scores, baseline_top1
 from autocrop.bench.datasets import DATASETS, load_anchors, load_bench_dataset, split_training_items
-from autocrop.bench.metrics import box_metrics, gaicd_metrics
+from autocrop.bench.machine import machine_info, peak_rss_mib, percentiles
+from autocrop.bench.measure import measure
+from autocrop.bench.metrics import box_metrics, diversity_metrics, gaicd_metrics
 from autocrop.candidates import candidate_boxes
 from autocrop.cropper import Cropper
 from autocrop.errors import AutocropError, DatasetError, InputError, ModelError, UsageError
 from autocrop.ratios import FREE
 from autocrop.settings import DEFAULT_DEVICE, check_device
-from autocrop.system import available_cpus
+from autocrop.views import is_set_model
 
 CANDIDATE_SETS = ("grid", "anchors")
 SPLITS = ("test", "train")
 GAICD_MARGIN_KEYS: tuple[str, ...] = ("acc1_5", "acc5_mean", "acc1_10", "acc10_mean", "srcc", "pcc")
 BOX_MARGIN_KEYS = ("iou", "disp")
 UNREFINED = "model_unrefined"  # box datasets: the best grid view itself, before refinement
+REFERENCE = "reference"  # the reference model measured in the same run (BenchOptions.reference)
 LOWER_IS_BETTER = {"disp"}
 
 ProgressFn = Callable[[int, int], None]
@@ -54,6 +53,8 @@ class BenchOptions:
     model:      a ``.safetensors`` model file, None for the packaged default. device: auto, cpu, cuda, ...
     candidates: FCDB/FLMS only ('grid' default | 'anchors'); GAICD uses its annotated crops.
     threads:    torch intra-op threads (None: torch's own setting).
+    reference:  another model measured in the same run on the same photos (``grid``: the packaged grid model;
+                ``set``; or a file): a ``reference`` row beside the model and the baselines (not timed).
     """
 
     dataset: str
@@ -69,6 +70,7 @@ class BenchOptions:
     gaicd_dir: Path | None = None
     fcdb_dir: Path | None = None
     flms_dir: Path | None = None
+    reference: str | Path | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,49 +89,6 @@ def resolve_bench_dir(options: BenchOptions) -> Path:
     own = {"gaicd": options.gaicd_dir, "fcdb": options.fcdb_dir, "flms": options.flms_dir}.get(options.dataset)
     chosen = options.data_dir if options.data_dir is not None else own
     return resolve_data_dir(options.dataset, chosen or None)
-
-
-# ---------------------------------------------------------------------------------------------
-# environment
-# ---------------------------------------------------------------------------------------------
-
-
-def peak_rss_mib() -> float | None:
-    """Peak resident memory of this process in MiB (``getrusage`` maxrss), ``None`` where unavailable."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024, 1)
-
-
-def machine_info() -> dict[str, Any]:
-    """Platform, CPU and torch thread facts recorded with every report."""
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_count": os.cpu_count(),
-        "cpus_available": available_cpus(),
-        "torch_threads": torch.get_num_threads(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-    }
-
-
-def _percentiles(values: list[float]) -> dict:
-    if not values:
-        return {"median": None, "p90": None, "mean": None}
-    arr = np.asarray(values, dtype=np.float64)
-    return {
-        "median": round(float(np.median(arr)), 2),
-        "p90": round(float(np.percentile(arr, 90)), 2),
-        "mean": round(float(arr.mean()), 2),
-    }
 
 
 def margins(results: dict, keys: tuple[str, ...]) -> dict:
@@ -201,6 +160,15 @@ def _load(cropper: Cropper, model: Path | None) -> float:
     return time.perf_counter() - start
 
 
+def load_reference(options: BenchOptions) -> Cropper | None:
+    """The reference model of ``options.reference`` (``grid`` / ``set``: a packaged model, or a file), loaded."""
+    if options.reference is None:
+        return None
+    reference = Cropper(options.reference, options.device or DEFAULT_DEVICE, threads=options.threads)
+    _load(reference, Path(str(options.reference)))
+    return reference
+
+
 def run_bench(options: BenchOptions, cropper: Cropper | None = None, progress: ProgressFn | None = None) -> dict:
     """Measure the model (``cropper``, else one loaded from ``options.model``) and the baselines -> report dict.
 
@@ -241,7 +209,13 @@ def run_bench(options: BenchOptions, cropper: Cropper | None = None, progress: P
 
     rng = np.random.default_rng(options.seed)
     methods = ("model", *BASELINES) if dataset == "gaicd" else ("model", UNREFINED, *BASELINES)
+    reference = load_reference(options)
+    if reference is not None:
+        methods = (*methods, REFERENCE)
     settings = cropper.settings
+    set_model = is_set_model(scorer)
+    tops: list[np.ndarray] = []  # per image: the top-3 free crops [<= 3, 4] pixels (diversity)
+    reference_tops: list[np.ndarray] = []
     per_image: list[dict] = []
     decode_ms: list[float] = []
     score_ms: list[float] = []
@@ -276,32 +250,38 @@ def run_bench(options: BenchOptions, cropper: Cropper | None = None, progress: P
             boxes = anchors * np.asarray([width, height, width, height], dtype=np.float64)
         t2 = time.perf_counter()
         try:
-            scores = cropper.score(decoded, boxes)
+            done = measure(cropper, decoded, boxes, dataset != "gaicd", settings)
+            extra = measure(reference, reference.decode(item.path), boxes, dataset != "gaicd", settings) \
+                if reference is not None else None
         except UsageError as err:  # annotated crops that do not fit their photo
             raise DatasetError(f"{item.name}: candidate crops do not fit the photo ({err})") from None
-        t3 = time.perf_counter()
         decode_ms.append((t1 - t0) * 1000)
-        score_ms.append((t3 - t2) * 1000)
-        total_ms.append((t3 - t0) * 1000)
-        candidate_counts.append(len(boxes))
+        score_ms.append(done.score_s * 1000)
+        total_ms.append((t1 - t0 + done.views_s if done.scores is None else t2 - t0 + done.score_s) * 1000)
+        candidate_counts.append(done.count)
 
         record: dict = {"name": item.name, "candidates": len(boxes)}
         if item.name in flagged_names:
             record["training_image"] = True
         if dataset == "gaicd":
-            preds["model"].append(scores)
+            assert done.scores is not None
+            preds["model"].append(done.scores)
+            if extra is not None and extra.scores is not None:
+                preds[REFERENCE].append(extra.scores)
             mos_list.append(item.scores)
             for name in BASELINES:
                 preds[name].append(baseline_scores(name, boxes, width, height, rng))
-            top1 = int(np.argmax(scores))
+            top1 = int(np.argmax(done.scores))
             record.update(top1_mos=round(float(item.scores[top1]), 4), best_mos=round(float(item.scores.max()), 4))
         else:
-            best = np.array([int(np.argmax(scores))])
-            grid_box = np.asarray(boxes, dtype=np.float64)[best[0]]
-            # exactly what `autocrop crop` writes: the best view (under the face rule), refined, in whole pixels
-            top1_box = cropper.choose(decoded, boxes, scores, settings)[0].astype(np.float64)
+            assert done.top is not None and done.unrefined is not None
+            tops.append(done.top)
+            top1_box = done.top[0]
             chosen["model"].append(top1_box)
-            chosen[UNREFINED].append(grid_box)
+            chosen[UNREFINED].append(done.unrefined)
+            if extra is not None and extra.top is not None:
+                chosen[REFERENCE].append(extra.top[0])
+                reference_tops.append(extra.top)
             for name in BASELINES:
                 chosen[name].append(baseline_top1(name, boxes, width, height, rng))
             gts.append(item.gts)
@@ -339,6 +319,8 @@ def run_bench(options: BenchOptions, cropper: Cropper | None = None, progress: P
             "name": card.get("name"),
             "sha256": card.get("sha256"),
             "device": cropper.device,
+            "arch": "set" if set_model else "grid",
+            "runtime": getattr(scorer, "runtime", None),
         },
         "images": {
             "annotated": len(items) + missing,
@@ -352,13 +334,21 @@ def run_bench(options: BenchOptions, cropper: Cropper | None = None, progress: P
             "measured": measured,
         },
         "results": results,
+        "diversity": {"model": diversity_metrics(tops), "crops": "top 3, free ratio, as autocrop crop --top 3",
+                      **({REFERENCE: diversity_metrics(reference_tops)} if reference_tops else {})}
+        if tops else None,
+        "reference": None if reference is None else {
+            "path": str(getattr(reference.scorer, "weights_path", None) or options.reference),
+            "arch": "set" if is_set_model(reference.scorer) else "grid",
+            "runtime": getattr(reference.scorer, "runtime", None),
+        },
         "margins": margins(results, margin_keys),
         "speed": {
             "torch_import_s": round(torch_seconds, 3),
             "model_load_s": round(load_seconds, 3),
-            "ms_per_image": _percentiles(total_ms),
-            "score_ms": _percentiles(score_ms),
-            "decode_ms": _percentiles(decode_ms),
+            "ms_per_image": percentiles(total_ms),
+            "score_ms": percentiles(score_ms),
+            "decode_ms": percentiles(decode_ms),
             "images_per_s": round(measured / loop_seconds, 2) if loop_seconds > 0 else None,
             "loop_s": round(loop_seconds, 3),
             "candidates_per_image": round(float(np.mean(candidate_counts)), 1),

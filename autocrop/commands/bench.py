@@ -57,6 +57,9 @@ def bench_command(
                                                            "(1745 predefined) [default: grid].")] = None,
     limit: Annotated[int | None, typer.Option("--limit", "-n", metavar="N", show_default=False,
                                                  help="Measure only the first N images (by name).")] = None,
+    reference: Annotated[str | None, typer.Option("--reference", metavar="MODEL", show_default=False,
+                                                   help="Also measure this model on the same photos, as a reference "
+                                                        "row: grid (the packaged model), set, or a file.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the full report as JSON on stdout "
                                                           "(the tables still go to stderr).")] = False,
     report: Annotated[Path | None, typer.Option("--report", metavar="FILE", show_default=False,
@@ -88,6 +91,7 @@ def bench_command(
         gaicd_dir=gaicd_dir,
         fcdb_dir=fcdb_dir,
         flms_dir=flms_dir,
+        reference=reference,
     )
     check_options(options)
     if report is not None:

@@ -86,7 +86,7 @@ def crop_command(
     if out_dir is not None and not dry_run:
         _prepare_out_dir(out_dir)
     cropper = Cropper(model=model, device=device or "cpu", runtime=runtime or "auto", threads=threads)
-    cropper.preload()  # import torch + load the model while the first photo is decoded
+    cropper.preload(faces=settings.faces)  # load the model(s) while the first photo is decoded
     if len(images) > 1:
         from autocrop.commands.allocator import keep_freed_memory
 

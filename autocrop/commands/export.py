@@ -37,6 +37,7 @@ def export_command(
     """Write the ONNX graph of a model (graph only, beside the model, unless told otherwise)."""
     from autocrop.model.export import export_onnx
     from autocrop.model.resolve import resolve_weights
+    from autocrop.model.set_config import read_arch
 
     weights = resolve_weights(model)
     target = (out if out is not None else weights.with_suffix(".onnx")).expanduser()
@@ -48,6 +49,8 @@ def export_command(
         raise OutputError(target, "is a folder")
     if target.exists() and not overwrite:
         raise OutputError(target, "exists (use --overwrite to replace it)")
+    if read_arch(weights) == "set":  # the set-prediction model has its own graph (autocrop.model.set_onnx)
+        from autocrop.model.set_onnx import export_set_onnx as export_onnx
     written = export_onnx(weights, target, embed_weights=embed_weights, verify=verify)
     size = written.stat().st_size
     if as_json:

@@ -1,5 +1,8 @@
 """``autocrop train``: train or fine-tune a view-ranking model on GAICD / FCDB / a GAICD-layout folder.
 
+``--arch set`` trains the set-prediction model instead (:mod:`autocrop.commands.train_set`; options marked
+"set:" apply to it, the grid model's switches do not).
+
 Every option default is the packaged model's recipe (:data:`autocrop.train.recipe.DEFAULT_RECIPE`,
 the ``"recipe"`` of ``autocrop/weights/default.json``). ``gaicd_dir`` / ``fcdb_dir`` may also come from
 the config file: the CLI passes them in through click's ``default_map``; this module reads no config.
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     from autocrop.train.datasets import Splits
 
 IMAGENET_FILE = "mobilenet_v2-b0353104.pth"
+SET_LR = 3e-4  # --arch set: decoder learning rate (autocrop.train.set_trainer.SetRecipe.lr)
 EPILOG = (
     "Defaults are the packaged model's recipe. The data folder is $AUTOCROP_DATA_DIR (in a source checkout "
     "without it: ../shared/data beside the checkout).   "
@@ -41,6 +45,7 @@ def _default_init() -> Path:
 
 def train_command(
     data: Annotated[list[str], typer.Option("--data", metavar="NAME|DIR", help="gaicd | fcdb | a GAICD-layout folder (repeat to mix).")],
+    arch: Annotated[str, typer.Option(metavar="grid|set", help="Model family: grid (view ranking of grid crops) or set (set prediction, Jia et al. 2022; trains a decoder on the frozen backbone of --backbone).")] = "grid",
     data_dir: Annotated[Path | None, typer.Option(metavar="DIR", help="Dataset folder when one --data is given (wins over --gaicd-dir / --fcdb-dir).")] = None,
     gaicd_dir: Annotated[Path | None, typer.Option(metavar="DIR", help="GAICD folder [default: config gaicd_dir, else GAICD in the data folder].")] = None,
     fcdb_dir: Annotated[Path | None, typer.Option(metavar="DIR", help="FCDB folder [default: config fcdb_dir, else FCDB in the data folder].")] = None,
@@ -56,7 +61,7 @@ def train_command(
     pairwise: Annotated[bool, typer.Option("--pairwise/--no-pairwise", help="Pairwise rank classifier + rank consistency.")] = True,
     flip_tta: Annotated[bool, typer.Option("--flip-tta/--no-flip-tta", help="Score crops as the mean over the photo and its mirror image (validation and inference).")] = False,
     input_short_side: Annotated[int | None, typer.Option(min=64, max=1024, help="Network input short side in pixels (long side capped at 2x) [default: 256, or the --init model's].")] = None,
-    lr: Annotated[float, typer.Option(help="Learning rate of the backbone.")] = R.backbone_lr,
+    lr: Annotated[float, typer.Option(help="Learning rate of the backbone (grid).")] = R.backbone_lr,
     head_lr: Annotated[float | None, typer.Option(help="Learning rate of the heads [default: 5 x --lr].")] = None,
     gaicd_repeat: Annotated[int, typer.Option(min=1, help="Times each GAICD image is seen per epoch.")] = R.gaicd_repeat,
     rank_gain_weight: Annotated[float, typer.Option(min=0.0, help="Weight of VRN's ranking gain loss (0: off).")] = R.lambda_rank_gain,
@@ -69,8 +74,15 @@ def train_command(
     swa_start: Annotated[int | None, typer.Option(min=0, help="Average the weights of epochs >= this (0-based): stochastic weight averaging [default: off].")] = R.swa_start,
     limit: Annotated[int | None, typer.Option(min=1, help="Use at most N images per dataset (smoke tests).")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads [default: every CPU this process may use].")] = None,
+    backbone: Annotated[Path | None, typer.Option(metavar="FILE", help="set: grid model whose MobileNetV2 is the frozen backbone and whose views teach on FCDB train [default: the packaged model].")] = None,
+    distill_from: Annotated[Path | None, typer.Option(metavar="FILE", help="set: a first-round set model; its validity becomes the soft target of unmatched queries (self-distillation).")] = None,
+    decoder_lr: Annotated[float, typer.Option(help="set: learning rate of the decoder (the backbone is frozen).")] = SET_LR,
+    batch_size: Annotated[int, typer.Option(min=1, help="set: photos per step.")] = 16,
+    cache: Annotated[Path | None, typer.Option(metavar="DIR", help="set: folder of the cached backbone features (shared between runs with the same --backbone) [default: OUT/features].")] = None,
+    teacher_crops: Annotated[int, typer.Option(min=0, max=16, help="set: the --backbone model's best views added as soft good crops per FCDB train photo (0: the ground truth only).")] = 2,
 ) -> None:
-    """Train a ranking model. Never reads FCDB test images; validation is a GAICD fold and/or 10% of FCDB train."""
+    """Train a ranking model (--arch grid) or a set-prediction model (--arch set). Never reads FCDB test images;
+    validation is a GAICD fold and/or 10% of FCDB train."""
     import torch
     from rich.console import Console
 
@@ -83,12 +95,22 @@ def train_command(
 
     console = Console(stderr=True)
     torch.set_num_threads(threads or available_cpus())
+    if arch not in ("grid", "set"):
+        raise UsageError(f"--arch {arch!r}: choose grid or set")
     if fold is not None and not 0 <= fold < folds:
         raise UsageError(f"--fold {fold}: must be in 0..{folds - 1}")
     out = out.expanduser()
     check_writable_folder(out)  # a file, or a folder that cannot be written: one line now, not after the work
     if (out / "last.safetensors").is_file() and not resume:
         raise UsageError(f"{out}: holds a checkpoint already; pass --resume to continue it or choose another --out")
+    if arch == "set":
+        from autocrop.commands.train_set import run_set_training
+
+        run_set_training(data, out, data_dir=data_dir, gaicd_dir=gaicd_dir, fcdb_dir=fcdb_dir,
+                         epochs=epochs, resume=resume, seed=seed, folds=folds, fold=fold, limit=limit,
+                         lr=decoder_lr, backbone=backbone, distill_from=distill_from,
+                         batch_size=batch_size, teacher_crops=teacher_crops, cache=cache, console=console)
+        return
 
     init_state = init_features = None
     init_card: dict[str, Any] = {}

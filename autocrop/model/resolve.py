@@ -1,9 +1,11 @@
 """Which model and which device: the one place that turns a ``model`` / ``device`` setting into a file / torch device.
 
-``model``: a path to a ``.safetensors`` file (``~`` expanded), or None / ``""`` for the packaged
-default ``autocrop/weights/default.safetensors``. ``device``: ``auto`` (CUDA when torch sees a GPU,
-else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``. Every problem is one line: :class:`ModelError`
-for a model file, :class:`UsageError` for a device.
+``model``: a path to a ``.safetensors`` file (``~`` expanded), None / ``""`` for the packaged
+default ``autocrop/weights/default.safetensors``, or a packaged model's name (:data:`PACKAGED_MODELS`:
+``grid`` = the default, ``set`` = the set-prediction model ``autocrop/weights/set.safetensors``) when no
+file of that name exists (:func:`autocrop.model.set_config.read_arch` says which family a file holds).
+``device``: ``auto`` (CUDA when torch sees a GPU, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+Every problem is one line: :class:`ModelError` for a model file, :class:`UsageError` for a device.
 
 :func:`peek_input_short_side` reads the model's input size from the weights metadata without
 importing torch, so a photo can be decoded while the model is still loading.
@@ -11,24 +13,32 @@ importing torch, so a photo can be decoded while the model is still loading.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from autocrop.errors import ModelError, UsageError
+from autocrop.model.set_weights import PACKAGED_SET_WEIGHTS
 from autocrop.model.weights import PACKAGED_WEIGHTS
 
 DEVICE_HELP = "use cpu or auto"
+PACKAGED_MODELS = ("grid", "set")  #: names of the packaged models (a file of that name, when one exists, wins)
 
 
 def resolve_weights(model: str | Path | None) -> Path:
-    """The weights file of ``model`` (None or ``""``: the packaged default); it must exist.
+    """The weights file of ``model`` (None or ``""``: the packaged default; ``grid`` / ``set``: a packaged
+    model, unless a file of that name exists); it must exist.
 
     Raises :class:`ModelError` naming the file when it does not exist.
     """
-    if model is None or str(model) == "":
-        if not PACKAGED_WEIGHTS.is_file():
-            raise ModelError(f"{PACKAGED_WEIGHTS}: the packaged default model is missing (reinstall autocrop-views)")
-        return PACKAGED_WEIGHTS
-    path = Path(model).expanduser()
+    name = "grid" if model is None or str(model) == "" else str(model)
+    if name != str(model) or (name in PACKAGED_MODELS and not Path(name).exists()):
+        packaged = PACKAGED_SET_WEIGHTS if name == "set" else PACKAGED_WEIGHTS
+        if packaged.is_file():
+            return packaged
+        if name == "set":
+            raise ModelError("no packaged set model; train one with autocrop train --arch set and pass its path")
+        raise ModelError(f"{packaged}: the packaged default model is missing (reinstall autocrop-views)")
+    path = Path(name).expanduser()
     if not path.is_file():
         reason = "is a folder, not a model file" if path.is_dir() else "model file not found"
         raise ModelError(f"{path}: {reason}")
@@ -43,12 +53,18 @@ def peek_input_short_side(model: str | Path | None) -> int | None:
     gives None: loading the model later reports it properly.
     """
     from autocrop.model.card import read_card
+    from autocrop.model.set_config import read_arch
     from autocrop.model.weights import config_of, read_metadata
 
     try:
         path = resolve_weights(model)
-        return int(config_of(read_metadata(path), read_card(path)).input_short_side)
-    except (ModelError, ValueError, TypeError):
+        metadata = read_metadata(path)
+        if read_arch(path) == "set":
+            from autocrop.model.set_config import SetModelConfig
+
+            return int(SetModelConfig.from_dict(json.loads(metadata.get("config") or "{}")).input_short_side)
+        return int(config_of(metadata, read_card(path)).input_short_side)
+    except (ModelError, ValueError, TypeError, RecursionError):
         return None
 
 

@@ -9,7 +9,7 @@ ONNX Runtime was wanted, else None).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
 from autocrop.errors import ModelError
 from autocrop.model.preprocess import (  # noqa: F401 - re-exported: the one preprocessing
@@ -64,13 +64,19 @@ def load_scorer(model: str | Path | None = None, device: str = "cpu", runtime: s
     Raises :class:`ModelError` (one line) when the file is missing, damaged, or does not match its card,
     and :class:`~autocrop.errors.UsageError` (one line) for an unknown runtime or a device this torch or
     machine cannot use. Importing nothing heavy: torch only when the torch runtime is used (or ``device=auto``).
+    A set-prediction model file (metadata ``arch`` = ``set``, :func:`autocrop.model.set_config.read_arch`) loads
+    by the same rules as a ``SetScorer`` (torch) or an ``OnnxSetScorer`` (graph ``MODEL.onnx`` beside it or the
+    packaged ``set.onnx``), which also ``propose(image)`` their crops (see :mod:`autocrop.views`).
     """
     from autocrop.model.resolve import resolve_weights
+    from autocrop.model.set_config import read_arch
     from autocrop.settings import check_device, check_runtime, check_threads
 
     choice = check_runtime(runtime)
     threads = check_threads(threads)
     weights = resolve_weights(model)
+    if read_arch(weights) == "set":
+        return _load_set(weights, device, choice, threads)
     if choice == "torch":
         return load_torch_scorer(weights, device)
     text = check_device(device)
@@ -88,6 +94,31 @@ def load_scorer(model: str | Path | None = None, device: str = "cpu", runtime: s
     if choice == "onnx":
         raise ModelError(f"runtime onnx: {reason}")
     fallback = load_torch_scorer(weights, "cpu")
+    fallback.runtime_note = f"using torch, not ONNX Runtime: {reason}"
+    return fallback
+
+
+def _load_set(weights: Path, device: str, choice: str, threads: int | None) -> Any:
+    """A set model (:mod:`autocrop.model.set_scorer`, :mod:`autocrop.model.set_onnx`) by the runtime rules of
+    :func:`load_scorer`: ``SetScorer`` (torch) or ``OnnxSetScorer`` (ONNX Runtime), with the same ``runtime_note``."""
+    from autocrop.model.resolve import resolve_device
+    from autocrop.model.set_onnx import load_onnx_set
+    from autocrop.model.set_scorer import load_set_scorer
+    from autocrop.settings import check_device
+
+    text = check_device(device)
+    if choice == "torch" or text not in ("cpu", "auto"):
+        if choice == "onnx":
+            raise ModelError(f"runtime onnx runs on the CPU, not on device {device!r} (use runtime torch)")
+        return load_set_scorer(weights, text)
+    if text == "auto" and choice == "auto" and resolve_device("auto") != "cpu":
+        return load_set_scorer(weights, "auto")
+    scorer, reason = load_onnx_set(weights, threads or 1, build=choice == "onnx")
+    if scorer is not None:
+        return scorer
+    if choice == "onnx":
+        raise ModelError(f"runtime onnx: {reason}")
+    fallback = load_set_scorer(weights, "cpu")
     fallback.runtime_note = f"using torch, not ONNX Runtime: {reason}"
     return fallback
 
