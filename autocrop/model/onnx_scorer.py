@@ -150,6 +150,35 @@ def graph_initializers(metadata: dict[str, str], tensors: dict[str, np.ndarray],
 
 # ------------------------------------------------------------------------------ the scorer
 
+def open_graph_session(graph: bytes, metadata: dict[str, str], tensors: dict[str, np.ndarray] | None,
+                       weights_path: Path | None, threads: int = 1) -> Any:
+    """An ONNX Runtime CPU session of an autocrop ``graph`` (its ``metadata``, from :func:`read_onnx_metadata`)
+    with the weights file's ``tensors`` handed in as its external initializers.
+
+    ``threads`` intra-op threads, one inter-op thread, sequential execution; with more than one thread the
+    idle threads yield the CPU instead of spinning. Errors only (no warnings on stderr). A graph these
+    weights do not fit is a one-line :class:`ModelError` naming ``weights_path``.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only: no warnings on stderr
+    if threads > 1:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads yield the CPU
+    initializers = graph_initializers(metadata, tensors or {}, Path(str(weights_path)))
+    if initializers:
+        values = [ort.OrtValue.ortvalue_from_numpy(array) for array in initializers.values()]
+        options.add_external_initializers(list(initializers), values)  # copied into the graph
+    try:
+        return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ModelError(f"{weights_path}: ONNX Runtime cannot load the graph with these weights ({detail})") from None
+
+
 class OnnxScorer:
     """A loaded ranking model on ONNX Runtime. ``score(image, boxes)`` -> one float per box, higher is better.
 
@@ -166,7 +195,6 @@ class OnnxScorer:
     def __init__(self, graph: bytes, tensors: dict[str, np.ndarray] | None, config: ModelConfig,
                  card: dict[str, Any], weights_path: Path | None = None, threads: int = 1,
                  graph_source: str = "") -> None:
-        import onnxruntime as ort
 
         try:
             metadata = read_onnx_metadata(graph)
@@ -174,23 +202,7 @@ class OnnxScorer:
             raise ModelError(f"{weights_path}: the ONNX graph is not a valid ONNX file ({err})") from None
         if metadata.get("autocrop.format") != GRAPH_FORMAT:
             raise ModelError(f"{weights_path}: the ONNX graph is not an autocrop graph of format {GRAPH_FORMAT}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3  # errors only: no warnings on stderr
-        if threads > 1:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads yield the CPU
-        initializers = graph_initializers(metadata, tensors or {}, Path(str(weights_path)))
-        if initializers:
-            values = [ort.OrtValue.ortvalue_from_numpy(array) for array in initializers.values()]
-            options.add_external_initializers(list(initializers), values)  # copied into the graph
-        try:
-            self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
-            detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            message = f"{weights_path}: ONNX Runtime cannot load the graph with these weights ({detail})"
-            raise ModelError(message) from None
+        self.session = open_graph_session(graph, metadata, tensors, weights_path, threads)
         self.config = config
         self.card = card
         self.weights_path = weights_path

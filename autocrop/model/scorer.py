@@ -8,6 +8,8 @@ ONNX Runtime was wanted, else None).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
@@ -75,10 +77,9 @@ def load_scorer(model: str | Path | None = None, device: str = "cpu", runtime: s
     choice = check_runtime(runtime)
     threads = check_threads(threads)
     weights = resolve_weights(model)
-    if read_arch(weights) == "set":
-        return _load_set(weights, device, choice, threads)
+    family = SET if read_arch(weights) == "set" else GRID
     if choice == "torch":
-        return load_torch_scorer(weights, device)
+        return family.load_torch(weights, device)
     text = check_device(device)
     if text == "auto" and choice == "auto":
         from autocrop.model.resolve import resolve_device
@@ -87,59 +88,110 @@ def load_scorer(model: str | Path | None = None, device: str = "cpu", runtime: s
     if text not in ("cpu", "auto"):
         if choice == "onnx":
             raise ModelError(f"runtime onnx runs on the CPU, not on device {device!r} (use runtime torch)")
-        return load_torch_scorer(weights, text)
-    scorer, reason = _load_onnx(weights, threads or 1, build=choice == "onnx")
+        return family.load_torch(weights, text)
+    scorer, reason = _load_onnx(family, weights, threads or 1, build=choice == "onnx")
     if scorer is not None:
         return scorer
     if choice == "onnx":
         raise ModelError(f"runtime onnx: {reason}")
-    fallback = load_torch_scorer(weights, "cpu")
+    fallback = family.load_torch(weights, "cpu")
     fallback.runtime_note = f"using torch, not ONNX Runtime: {reason}"
     return fallback
 
 
-def _load_set(weights: Path, device: str, choice: str, threads: int | None) -> Any:
-    """A set model (:mod:`autocrop.model.set_scorer`, :mod:`autocrop.model.set_onnx`) by the runtime rules of
-    :func:`load_scorer`: ``SetScorer`` (torch) or ``OnnxSetScorer`` (ONNX Runtime), with the same ``runtime_note``."""
-    from autocrop.model.resolve import resolve_device
-    from autocrop.model.set_onnx import load_onnx_set
+@dataclass(frozen=True)
+class Family:
+    """How one model family (``arch``) loads on each runtime; every function imports what it needs lazily.
+
+    load_torch(weights, device) -> torch scorer; load_numpy(weights) -> (numpy tensors, config, card);
+    find_graph(weights, config, card) -> (graph bytes or None, where it came from or why there is none);
+    build_graph(config) -> graph bytes (needs the export extra); onnx_scorer(graph, tensors, config, card,
+    weights, threads, where) -> ONNX Runtime scorer.
+    """
+
+    load_torch: Callable[[Path, str], Any]
+    load_numpy: Callable[[Path], tuple[dict[str, Any], Any, dict[str, Any]]]
+    find_graph: Callable[[Path, Any, dict[str, Any]], tuple[bytes | None, str]]
+    build_graph: Callable[[Any], bytes]
+    onnx_scorer: Callable[..., Any]
+
+
+def _grid_numpy(weights: Path) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    from autocrop.model.onnx_scorer import load_numpy_weights
+
+    return load_numpy_weights(weights)
+
+
+def _grid_graph(weights: Path, config: Any, card: dict[str, Any]) -> tuple[bytes | None, str]:
+    from autocrop.model.onnx_scorer import find_graph
+
+    return find_graph(weights, config, card)
+
+
+def _grid_build(config: Any) -> bytes:
+    from autocrop.model.export import build_graph
+
+    return build_graph(config)
+
+
+def _grid_onnx(graph: bytes, tensors: Any, config: Any, card: dict[str, Any], weights: Path, threads: int,
+               where: str) -> Any:
+    from autocrop.model.onnx_scorer import OnnxScorer
+
+    return OnnxScorer(graph, tensors, config, card, weights_path=weights, threads=threads, graph_source=where)
+
+
+def _set_torch(weights: Path, device: str) -> Any:
     from autocrop.model.set_scorer import load_set_scorer
-    from autocrop.settings import check_device
 
-    text = check_device(device)
-    if choice == "torch" or text not in ("cpu", "auto"):
-        if choice == "onnx":
-            raise ModelError(f"runtime onnx runs on the CPU, not on device {device!r} (use runtime torch)")
-        return load_set_scorer(weights, text)
-    if text == "auto" and choice == "auto" and resolve_device("auto") != "cpu":
-        return load_set_scorer(weights, "auto")
-    scorer, reason = load_onnx_set(weights, threads or 1, build=choice == "onnx")
-    if scorer is not None:
-        return scorer
-    if choice == "onnx":
-        raise ModelError(f"runtime onnx: {reason}")
-    fallback = load_set_scorer(weights, "cpu")
-    fallback.runtime_note = f"using torch, not ONNX Runtime: {reason}"
-    return fallback
+    return load_set_scorer(weights, device)
 
 
-def _load_onnx(weights: Path, threads: int, build: bool) -> tuple[OnnxScorer | None, str]:
-    """(an ONNX Runtime scorer, "") or (None, why not). A damaged weights file raises :class:`ModelError`."""
+def _set_numpy(weights: Path) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    from autocrop.model.set_onnx import load_numpy_set_weights
+
+    return load_numpy_set_weights(weights)
+
+
+def _set_graph(weights: Path, config: Any, card: dict[str, Any]) -> tuple[bytes | None, str]:
+    from autocrop.model.set_onnx import find_set_graph
+
+    return find_set_graph(weights, config)
+
+
+def _set_build(config: Any) -> bytes:
+    from autocrop.model.set_onnx import build_set_graph
+
+    return build_set_graph(config)
+
+
+def _set_onnx(graph: bytes, tensors: Any, config: Any, card: dict[str, Any], weights: Path, threads: int,
+              where: str) -> Any:
+    from autocrop.model.set_onnx import OnnxSetScorer
+
+    return OnnxSetScorer(graph, tensors, config, card, weights, threads, where)
+
+
+GRID = Family(load_torch_scorer, _grid_numpy, _grid_graph, _grid_build, _grid_onnx)
+SET = Family(_set_torch, _set_numpy, _set_graph, _set_build, _set_onnx)
+
+
+def _load_onnx(family: Family, weights: Path, threads: int, build: bool) -> tuple[Any, str]:
+    """(an ONNX Runtime scorer, "") or (None, why not); ``build``: export a missing graph in memory.
+
+    A damaged weights file raises :class:`ModelError`.
+    """
     from importlib.util import find_spec
-
-    from autocrop.model.onnx_scorer import OnnxScorer, find_graph, load_numpy_weights
 
     if find_spec("onnxruntime") is None:
         return None, "onnxruntime is not installed (pip install onnxruntime)"
-    tensors, config, card = load_numpy_weights(weights)
-    graph, where = find_graph(weights, config, card)
+    tensors, config, card = family.load_numpy(weights)
+    graph, where = family.find_graph(weights, config, card)
     if graph is None:
         if not build:
             return None, where
         try:
-            from autocrop.model.export import build_graph
-
-            graph, where = build_graph(config), "built in memory"
+            graph, where = family.build_graph(config), "built in memory"
         except ImportError as err:
             from autocrop.model.export import EXPORT_DEPENDENCIES
 
@@ -148,8 +200,7 @@ def _load_onnx(weights: Path, threads: int, build: bool) -> tuple[OnnxScorer | N
             detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
             return None, f"{where}; building one failed ({type(err).__name__}: {detail})"
     try:
-        scorer = OnnxScorer(graph, tensors, config, card, weights_path=weights, threads=threads, graph_source=where)
-        return scorer, ""
+        return family.onnx_scorer(graph, tensors, config, card, weights, threads, where), ""
     except ImportError as err:  # onnxruntime found but broken
         return None, f"onnxruntime cannot be imported ({err})"
     except ModelError as err:

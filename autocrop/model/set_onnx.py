@@ -23,8 +23,8 @@ import numpy as np
 
 from autocrop.errors import ModelError
 from autocrop.geometry import box_iou
-from autocrop.model.onnx_scorer import graph_initializers, read_onnx_metadata
-from autocrop.model.set_config import ARCH_KEY, ARCH_SET, SetModelConfig
+from autocrop.model.onnx_scorer import open_graph_session, read_onnx_metadata
+from autocrop.model.set_config import ARCH_SET, SetModelConfig
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -165,31 +165,18 @@ def parity(onnx_scorer: Any, torch_scorer: Any, seed: int = 0) -> float:
 
 def load_numpy_set_weights(path: Path, verify: bool = True) -> tuple[dict[str, np.ndarray], SetModelConfig,
                                                                      dict[str, Any]]:
-    """(float32 numpy tensors, config, card) of a set model file without torch: the card, sha256 and config
-    checks of :func:`autocrop.model.set_weights.load_set_weights` (shapes are checked by ONNX Runtime)."""
+    """(float32 numpy tensors, config, card) of a set model file without torch: the checks of
+    :func:`autocrop.model.set_weights.read_set_file` (shapes are checked by ONNX Runtime)."""
     from safetensors import SafetensorError
     from safetensors.numpy import load as load_bytes
 
-    from autocrop.model.card import card_path_for, read_card
-    from autocrop.model.weights import read_metadata
+    from autocrop.model.set_weights import read_set_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: model file not found")
-    card = read_card(path)
-    metadata = read_metadata(path)
-    if metadata.get(ARCH_KEY) != ARCH_SET:
-        raise ModelError(f"{path}: not a set model (metadata {ARCH_KEY} is {metadata.get(ARCH_KEY)!r}, not 'set')")
-    data = path.read_bytes()
-    if verify and (not card.get("sha256") or hashlib.sha256(data).hexdigest() != str(card["sha256"]).lower()):
-        raise ModelError(f"{path}: sha256 does not match its model card {card_path_for(path).name} "
-                         "(missing, damaged or replaced file)")
+    data, config, card = read_set_file(path, verify)
     try:
-        text = metadata.get("config")
-        config = SetModelConfig.from_dict(json.loads(text) if text else card.get("config") or {})
         tensors = {k: np.asarray(v, np.float32) for k, v in load_bytes(data).items()}
-    except (ValueError, TypeError, RecursionError, SafetensorError) as err:
-        raise ModelError(f"{path}: model config or tensors are invalid ({err})") from None
+    except (ValueError, TypeError, SafetensorError) as err:
+        raise ModelError(f"{path}: not a valid safetensors model file ({err})") from None
     return tensors, config, card
 
 
@@ -208,7 +195,6 @@ class OnnxSetScorer:
     def __init__(self, graph: bytes, tensors: dict[str, np.ndarray] | None, config: SetModelConfig,
                  card: dict[str, Any], weights_path: Path | None = None, threads: int = 1,
                  graph_source: str = "") -> None:
-        import onnxruntime as ort
 
         try:
             metadata = read_onnx_metadata(graph)
@@ -216,23 +202,7 @@ class OnnxSetScorer:
             raise ModelError(f"{weights_path}: the ONNX graph is not a valid ONNX file ({err})") from None
         if metadata.get("autocrop.format") != SET_GRAPH_FORMAT:
             raise ModelError(f"{weights_path}: the ONNX graph is not an autocrop set graph ({SET_GRAPH_FORMAT})")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
-        if threads > 1:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        initializers = graph_initializers(metadata, tensors or {}, Path(str(weights_path)))
-        if initializers:
-            values = [ort.OrtValue.ortvalue_from_numpy(array) for array in initializers.values()]
-            options.add_external_initializers(list(initializers), values)
-        try:
-            self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
-            detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            message = f"{weights_path}: ONNX Runtime cannot load the graph with these weights ({detail})"
-            raise ModelError(message) from None
+        self.session = open_graph_session(graph, metadata, tensors, weights_path, threads)
         self.config, self.card, self.weights_path = config, card, weights_path
         self.threads, self.graph_source = threads, graph_source
         self.runtime_note: str | None = None
@@ -287,34 +257,3 @@ def find_set_graph(weights: Path, config: SetModelConfig) -> tuple[bytes | None,
         return data, str(candidate)
     why = "; ".join(reasons) or f"no {weights.with_suffix('.onnx').name} beside it"
     return None, f"no ONNX graph fits this model ({why}; `autocrop export {weights}` writes one)"
-
-
-def load_onnx_set(weights: Path, threads: int, build: bool) -> tuple[OnnxSetScorer | None, str]:
-    """(an ONNX Runtime set scorer, "") or (None, why not); ``build``: export a missing graph in memory.
-
-    A damaged weights file raises :class:`ModelError`.
-    """
-    from importlib.util import find_spec
-
-    if find_spec("onnxruntime") is None:
-        return None, "onnxruntime is not installed (pip install onnxruntime)"
-    tensors, config, card = load_numpy_set_weights(weights)
-    graph, where = find_set_graph(weights, config)
-    if graph is None:
-        if not build:
-            return None, where
-        try:
-            graph, where = build_set_graph(config), "built in memory"
-        except ImportError as err:
-            from autocrop.model.export import EXPORT_DEPENDENCIES
-
-            return None, f"{where}; building one needs {err.name}: {EXPORT_DEPENDENCIES}"
-        except Exception as err:  # noqa: BLE001 - the exporter's own errors: one line, not a traceback
-            detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            return None, f"{where}; building one failed ({type(err).__name__}: {detail})"
-    try:
-        return OnnxSetScorer(graph, tensors, config, card, weights, threads, where), ""
-    except ImportError as err:
-        return None, f"onnxruntime cannot be imported ({err})"
-    except ModelError as err:
-        return None, str(err)

@@ -58,13 +58,9 @@ def save_set_weights(
     return card
 
 
-def load_set_weights(path: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], SetModelConfig,
-                                                                      dict[str, Any]]:
-    """(float32 tensors, config, card) of a set model file, after every check; one-line :class:`ModelError`."""
-    import torch
-    from safetensors import SafetensorError
-    from safetensors.torch import load as load_bytes
-
+def read_set_file(path: str | Path, verify: bool = True) -> tuple[bytes, SetModelConfig, dict[str, Any]]:
+    """(file bytes, config, card) of a set model file after the card, sha256, family and config checks;
+    one-line :class:`ModelError`. Imports no torch (ONNX Runtime loads set models through it too)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
@@ -86,12 +82,23 @@ def load_set_weights(path: str | Path, verify: bool = True) -> tuple[dict[str, t
         config = SetModelConfig.from_dict(json.loads(text) if text else card.get("config") or {})
     except (ValueError, TypeError, RecursionError) as err:
         raise ModelError(f"{path}: model config is invalid ({err})") from None
+    card.setdefault("config", json.loads(config.to_json()))
+    return data, config, card
+
+
+def load_set_weights(path: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], SetModelConfig,
+                                                                      dict[str, Any]]:
+    """(float32 tensors, config, card) of a set model file, after every check; one-line :class:`ModelError`."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_bytes
+
+    data, config, card = read_set_file(path, verify)
     try:
         tensors = {k: v.to(torch.float32) for k, v in load_bytes(data).items()}
     except (SafetensorError, ValueError, OSError) as err:
         raise ModelError(f"{path}: not a valid safetensors model file ({err})") from None
     check_set_shapes(config, tensors, path)
-    card.setdefault("config", json.loads(config.to_json()))
     return tensors, config, card
 
 
