@@ -225,22 +225,36 @@ def graph_from_net(net: ViewRankingNet, weights_sha256: str = "", location: str 
     weight_names = set(net.state_dict())
     external = [] if embed_weights else _externalize(model, weight_names, location)
     config = net.config
+    return finished_graph(model, GRAPH_FORMAT, graph_key(config), config.to_json(), external, folds, weights_sha256,
+                          "image float32 [1, 3, H, W] ImageNet-normalised; boxes float32 [N, 4] x1 y1 x2 y2 "
+                          "pixels of that image -> scores float32 [N]",
+                          "autocrop view-ranking model (autocrop.model.export)")
+
+
+def finished_graph(model: Any, graph_format: str, key: str, config_json: str, external: list[str],
+                   folds: list[Any], weights_sha256: str, inputs: str, doc: str) -> bytes:
+    """``model`` (an ``onnx.ModelProto``) with autocrop's metadata, serialised.
+
+    The metadata every autocrop graph carries: ``autocrop.format``, ``graph_key`` (which configs the graph
+    serves), ``model_config``, the external ``initializers`` (names the weights file supplies), the BatchNorm
+    ``folds`` to apply to them, whether the weights are ``embedded``, their ``weights_sha256`` and a
+    description of the ``inputs``.
+    """
     metadata = {
-        "autocrop.format": GRAPH_FORMAT,
-        "autocrop.graph_key": graph_key(config),
-        "autocrop.model_config": config.to_json(),
+        "autocrop.format": graph_format,
+        "autocrop.graph_key": key,
+        "autocrop.model_config": config_json,
         "autocrop.initializers": json.dumps(external),
         "autocrop.folds": json.dumps(folds if external else []),
         "autocrop.embedded": "false" if external else "true",
         "autocrop.weights_sha256": weights_sha256,
-        "autocrop.inputs": "image float32 [1, 3, H, W] ImageNet-normalised; boxes float32 [N, 4] x1 y1 x2 y2 "
-                           "pixels of that image -> scores float32 [N]",
+        "autocrop.inputs": inputs,
     }
     del model.metadata_props[:]
-    for key, value in metadata.items():
-        model.metadata_props.add(key=key, value=value)
-    model.producer_name, model.doc_string = "autocrop", "autocrop view-ranking model (autocrop.model.export)"
-    return model.SerializeToString()
+    for name, value in metadata.items():
+        model.metadata_props.add(key=name, value=value)
+    model.producer_name, model.doc_string = "autocrop", doc
+    return bytes(model.SerializeToString())
 
 
 def build_graph(config: ModelConfig) -> bytes:

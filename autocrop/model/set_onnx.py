@@ -51,7 +51,7 @@ def graph_from_set_net(net: SetCropNet, weights_sha256: str = "", location: str 
 
     import torch
 
-    from autocrop.model.export import OPSET, _externalize, _quiet_exporter, _strip_prefix
+    from autocrop.model.export import OPSET, _externalize, _quiet_exporter, _strip_prefix, finished_graph
     from autocrop.model.fuse import batchnorm_pairs, fold_batchnorm
 
     net.eval()
@@ -80,22 +80,10 @@ def graph_from_set_net(net: SetCropNet, weights_sha256: str = "", location: str 
     baked = [t.name for t in model.graph.initializer if t.data_location != 1 and np.prod(t.dims) > 64]
     if external and baked:  # a weight folded into a new constant would ignore the weights file: never ship that
         raise ModelError(f"the set model's ONNX graph holds weights of its own ({baked[:3]}): export them as inputs")
-    metadata = {
-        "autocrop.format": SET_GRAPH_FORMAT,
-        "autocrop.graph_key": set_graph_key(net.config),
-        "autocrop.model_config": net.config.to_json(),
-        "autocrop.initializers": json.dumps(external),
-        "autocrop.folds": json.dumps(folds if external else []),
-        "autocrop.embedded": "false" if external else "true",
-        "autocrop.weights_sha256": weights_sha256,
-        "autocrop.inputs": "image float32 [1, 3, H, W] ImageNet-normalised -> boxes float32 [1, N, 4] x1 y1 x2 y2 "
-                           "normalised to that image, logits float32 [1, N] (validity = sigmoid)",
-    }
-    del model.metadata_props[:]
-    for key, value in metadata.items():
-        model.metadata_props.add(key=key, value=value)
-    model.producer_name, model.doc_string = "autocrop", "autocrop set-prediction model (autocrop.model.set_onnx)"
-    return model.SerializeToString()
+    return finished_graph(model, SET_GRAPH_FORMAT, set_graph_key(net.config), net.config.to_json(), external, folds,
+                          weights_sha256, "image float32 [1, 3, H, W] ImageNet-normalised -> boxes float32 [1, N, 4] "
+                          "x1 y1 x2 y2 normalised to that image, logits float32 [1, N] (validity = sigmoid)",
+                          "autocrop set-prediction model (autocrop.model.set_onnx)")
 
 
 def build_set_graph(config: SetModelConfig) -> bytes:
