@@ -150,10 +150,10 @@ def graph_initializers(metadata: dict[str, str], tensors: dict[str, np.ndarray],
 
 # ------------------------------------------------------------------------------ the scorer
 
-def open_graph_session(graph: bytes, metadata: dict[str, str], tensors: dict[str, np.ndarray] | None,
+def open_graph_session(graph: bytes, graph_format: str, tensors: dict[str, np.ndarray] | None,
                        weights_path: Path | None, threads: int = 1) -> Any:
-    """An ONNX Runtime CPU session of an autocrop ``graph`` (its ``metadata``, from :func:`read_onnx_metadata`)
-    with the weights file's ``tensors`` handed in as its external initializers.
+    """An ONNX Runtime CPU session of an autocrop ``graph`` of ``graph_format`` (its metadata's
+    ``autocrop.format``) with the weights file's ``tensors`` handed in as its external initializers.
 
     ``threads`` intra-op threads, one inter-op thread, sequential execution; with more than one thread the
     idle threads yield the CPU instead of spinning. Errors only (no warnings on stderr). A graph these
@@ -161,6 +161,12 @@ def open_graph_session(graph: bytes, metadata: dict[str, str], tensors: dict[str
     """
     import onnxruntime as ort
 
+    try:
+        metadata = read_onnx_metadata(graph)
+    except ValueError as err:
+        raise ModelError(f"{weights_path}: the ONNX graph is not a valid ONNX file ({err})") from None
+    if metadata.get("autocrop.format") != graph_format:
+        raise ModelError(f"{weights_path}: the ONNX graph is not an autocrop graph of format {graph_format}")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -195,14 +201,7 @@ class OnnxScorer:
     def __init__(self, graph: bytes, tensors: dict[str, np.ndarray] | None, config: ModelConfig,
                  card: dict[str, Any], weights_path: Path | None = None, threads: int = 1,
                  graph_source: str = "") -> None:
-
-        try:
-            metadata = read_onnx_metadata(graph)
-        except ValueError as err:
-            raise ModelError(f"{weights_path}: the ONNX graph is not a valid ONNX file ({err})") from None
-        if metadata.get("autocrop.format") != GRAPH_FORMAT:
-            raise ModelError(f"{weights_path}: the ONNX graph is not an autocrop graph of format {GRAPH_FORMAT}")
-        self.session = open_graph_session(graph, metadata, tensors, weights_path, threads)
+        self.session = open_graph_session(graph, GRAPH_FORMAT, tensors, weights_path, threads)
         self.config = config
         self.card = card
         self.weights_path = weights_path

@@ -183,14 +183,7 @@ class OnnxSetScorer:
     def __init__(self, graph: bytes, tensors: dict[str, np.ndarray] | None, config: SetModelConfig,
                  card: dict[str, Any], weights_path: Path | None = None, threads: int = 1,
                  graph_source: str = "") -> None:
-
-        try:
-            metadata = read_onnx_metadata(graph)
-        except ValueError as err:
-            raise ModelError(f"{weights_path}: the ONNX graph is not a valid ONNX file ({err})") from None
-        if metadata.get("autocrop.format") != SET_GRAPH_FORMAT:
-            raise ModelError(f"{weights_path}: the ONNX graph is not an autocrop set graph ({SET_GRAPH_FORMAT})")
-        self.session = open_graph_session(graph, metadata, tensors, weights_path, threads)
+        self.session = open_graph_session(graph, SET_GRAPH_FORMAT, tensors, weights_path, threads)
         self.config, self.card, self.weights_path = config, card, weights_path
         self.threads, self.graph_source = threads, graph_source
         self.runtime_note: str | None = None

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autocrop.errors import ModelError
-from autocrop.model.card import card_path_for, read_card, write_card
+from autocrop.model.card import card_path_for, read_card
 from autocrop.model.set_config import ARCH_KEY, ARCH_SET, SetModelConfig
-from autocrop.model.weights import read_metadata
+from autocrop.model.weights import read_metadata, write_model_file
 
 if TYPE_CHECKING:
     import torch
@@ -38,24 +38,13 @@ def save_set_weights(
     import torch
     from safetensors.torch import save
 
-    from autocrop.io.fs import atomic_write_bytes
-
     path = Path(path)
     dtype = torch.float16 if half else torch.float32
     tensors = {k: v.detach().to(dtype).contiguous().cpu() for k, v in state_dict.items() if v.is_floating_point()}
     metadata = {"format": "pt", ARCH_KEY: ARCH_SET, "config": config.to_json(),
                 "storage": "float16" if half else "float32"}
     data = save(tensors, metadata=metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, data, overwrite=True)
-    card = dict(card)
-    card["arch"] = ARCH_SET
-    card["config"] = json.loads(config.to_json())
-    card["weights_file"] = path.name
-    card["sha256"] = hashlib.sha256(data).hexdigest()
-    card["size_bytes"] = len(data)
-    write_card(path, card)
-    return card
+    return write_model_file(path, data, card, config.to_json(), arch=ARCH_SET)
 
 
 def read_set_file(path: str | Path, verify: bool = True) -> tuple[bytes, SetModelConfig, dict[str, Any]]:

@@ -93,8 +93,6 @@ def save_weights(
     """
     from safetensors.torch import save
 
-    from autocrop.io.fs import atomic_write_bytes
-
     path = Path(path)
     tensors = {
         k: v.detach().float().contiguous().cpu()
@@ -102,10 +100,21 @@ def save_weights(
         if not (inference_only and k.startswith(TRAINING_ONLY_PREFIXES)) and v.is_floating_point()
     }
     data = save(tensors, metadata={"format": "pt", "config": config.to_json()})
+    return write_model_file(path, data, card, config.to_json())
+
+
+def write_model_file(path: Path, data: bytes, card: dict[str, Any], config_json: str,
+                     **fields: Any) -> dict[str, Any]:
+    """Write a serialised safetensors model ``data`` to ``path`` and its card beside it, both atomically.
+
+    Returns a copy of ``card`` with ``fields``, ``config``, ``weights_file``, ``sha256`` and ``size_bytes`` set.
+    """
+    from autocrop.io.fs import atomic_write_bytes
+
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, data, overwrite=True)
-    card = dict(card)
-    card["config"] = json.loads(config.to_json())
+    card = {**card, **fields}
+    card["config"] = json.loads(config_json)
     card["weights_file"] = path.name
     card["sha256"] = hashlib.sha256(data).hexdigest()
     card["size_bytes"] = len(data)
