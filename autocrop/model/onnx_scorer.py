@@ -234,10 +234,17 @@ def find_graph(weights: Path, config: ModelConfig, card: dict[str, Any] | None =
     A card that names the graph (``"onnx_graph": {"file", "sha256"}``) ties it: a graph file that does not
     match that sha256 is not used.
     """
-    key = graph_key(config)
-    tied = (card or {}).get("onnx_graph") or {}
+    return fitting_graph(weights, PACKAGED_GRAPH, GRAPH_FORMAT, graph_key(config), (card or {}).get("onnx_graph"))
+
+
+def fitting_graph(weights: Path, packaged: Path, graph_format: str, key: str,
+                  tied: dict[str, str] | None = None) -> tuple[bytes | None, str]:
+    """The first of ``weights.with_suffix('.onnx')`` and ``packaged`` whose metadata has ``graph_format`` and
+    ``key`` (and, when ``tied`` names it, its sha256; when it embeds weights, those of ``weights``) ->
+    (graph bytes, its path) or (None, why none fits, one line)."""
+    tied = tied or {}
     reasons = []
-    for candidate in dict.fromkeys([weights.with_suffix(".onnx"), PACKAGED_GRAPH]):
+    for candidate in dict.fromkeys([weights.with_suffix(".onnx"), packaged]):
         if not candidate.is_file():
             continue
         data = candidate.read_bytes()
@@ -246,7 +253,7 @@ def find_graph(weights: Path, config: ModelConfig, card: dict[str, Any] | None =
         except ValueError:
             reasons.append(f"{candidate.name} is not an ONNX file")
             continue
-        if metadata.get("autocrop.format") != GRAPH_FORMAT or metadata.get("autocrop.graph_key") != key:
+        if metadata.get("autocrop.format") != graph_format or metadata.get("autocrop.graph_key") != key:
             reasons.append(f"{candidate.name} was exported for another model config or autocrop version")
             continue
         if candidate.parent == weights.parent and tied.get("file") == candidate.name and tied.get("sha256") and \

@@ -23,7 +23,7 @@ import numpy as np
 
 from autocrop.errors import ModelError
 from autocrop.geometry import box_iou
-from autocrop.model.onnx_scorer import open_graph_session, read_onnx_metadata
+from autocrop.model.onnx_scorer import fitting_graph, open_graph_session
 from autocrop.model.set_config import ARCH_SET, SetModelConfig
 
 if TYPE_CHECKING:
@@ -218,23 +218,4 @@ class OnnxSetScorer:
 def find_set_graph(weights: Path, config: SetModelConfig) -> tuple[bytes | None, str]:
     """The graph for a set model: ``weights.with_suffix('.onnx')`` when it fits, else the packaged
     ``set.onnx`` when its key matches -> (graph bytes, its path) or (None, why none fits, one line)."""
-    key, reasons = set_graph_key(config), []
-    for candidate in dict.fromkeys([weights.with_suffix(".onnx"), PACKAGED_SET_GRAPH]):
-        if not candidate.is_file():
-            continue
-        data = candidate.read_bytes()
-        try:
-            metadata = read_onnx_metadata(data)
-        except ValueError:
-            reasons.append(f"{candidate.name} is not an ONNX file")
-            continue
-        if metadata.get("autocrop.format") != SET_GRAPH_FORMAT or metadata.get("autocrop.graph_key") != key:
-            reasons.append(f"{candidate.name} was exported for another model config or autocrop version")
-            continue
-        if metadata.get("autocrop.embedded") == "true" and \
-                metadata.get("autocrop.weights_sha256") != hashlib.sha256(weights.read_bytes()).hexdigest():
-            reasons.append(f"{candidate.name} embeds other weights")
-            continue
-        return data, str(candidate)
-    why = "; ".join(reasons) or f"no {weights.with_suffix('.onnx').name} beside it"
-    return None, f"no ONNX graph fits this model ({why}; `autocrop export {weights}` writes one)"
+    return fitting_graph(weights, PACKAGED_SET_GRAPH, SET_GRAPH_FORMAT, set_graph_key(config))
