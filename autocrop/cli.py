@@ -43,7 +43,7 @@ INTERRUPTED = f"{PROG}: interrupted"
 VERB_KEYS: dict[str, tuple[str, ...]] = {
     "crop": ("ratio", "top", "quality", "name", "format", "model", "device", "runtime", "faces"),
     "batch": ("ratio", "top", "quality", "name", "format", "model", "device", "runtime", "faces"),
-    "bench": ("model", "device", "gaicd_dir", "fcdb_dir", "flms_dir"),
+    "bench": ("model", "device", "runtime", "gaicd_dir", "fcdb_dir", "flms_dir"),
     "train": ("gaicd_dir", "fcdb_dir"),
 }
 

@@ -179,6 +179,20 @@ def test_unknown_device_is_one_line_before_any_work(cli, tmp_path):
     assert "device 'banana'" in line
 
 
+def test_runtime_is_chosen_and_recorded(cli, mini_gaicd, tmp_path):
+    line = fails(cli, "--dataset", "gaicd", "--data-dir", tmp_path / "nope", "--runtime", "banana")
+    assert "runtime 'banana'" in line
+    scores = {}
+    for runtime in ("torch", "onnx"):
+        code, out, err = bench(cli, "--dataset", "gaicd", "--data-dir", mini_gaicd,  # the packaged model + graph
+                               "--runtime", runtime, "--threads", "1", "--json")
+        assert code == EXIT_OK, err
+        report = json.loads(out)
+        assert report["model"]["runtime"] == runtime
+        scores[runtime] = {k: report["results"]["model"][k] for k in ("acc1_5", "acc1_10", "srcc", "pcc")}
+    assert scores["torch"] == pytest.approx(scores["onnx"], abs=1e-3)  # same model, either runtime
+
+
 # ---------------------------------------------------------------------------------------------
 # bad input
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from autocrop.candidates import candidate_boxes
 from autocrop.cropper import Cropper
 from autocrop.errors import AutocropError, DatasetError, InputError, ModelError, UsageError
 from autocrop.ratios import FREE
-from autocrop.settings import DEFAULT_DEVICE, check_device
+from autocrop.settings import DEFAULT_DEVICE, DEFAULT_RUNTIME, check_device, check_runtime
 from autocrop.views import is_set_model
 
 CANDIDATE_SETS = ("grid", "anchors")
@@ -51,6 +51,7 @@ class BenchOptions:
     data_dir:   the dataset's folder; else ``gaicd_dir`` / ``fcdb_dir`` / ``flms_dir`` for that dataset;
                 else ``$AUTOCROP_DATA_DIR/<NAME>`` (see :func:`resolve_bench_dir`).
     model:      a ``.safetensors`` model file, None for the packaged default. device: auto, cpu, cuda, ...
+    runtime:    auto (default: ONNX Runtime on the CPU), onnx or torch, for the model and the reference.
     candidates: FCDB/FLMS only ('grid' default | 'anchors'); GAICD uses its annotated crops.
     threads:    torch intra-op threads (None: torch's own setting).
     reference:  another model measured in the same run on the same photos (``grid``: the packaged grid model;
@@ -67,6 +68,7 @@ class BenchOptions:
     seed: int = 0
     threads: int | None = None
     device: str | None = None
+    runtime: str | None = None
     gaicd_dir: Path | None = None
     fcdb_dir: Path | None = None
     flms_dir: Path | None = None
@@ -132,6 +134,8 @@ def check_options(options: BenchOptions) -> None:
         choices = ", ".join(CANDIDATE_SETS)
         raise UsageError(f"candidates {options.candidates!r}: unknown candidate set (choose {choices})")
     check_device(options.device)
+    if options.runtime is not None:
+        check_runtime(options.runtime)
 
 
 def load_cropper(options: BenchOptions) -> tuple[Cropper, float, float]:
@@ -144,7 +148,8 @@ def load_cropper(options: BenchOptions) -> tuple[Cropper, float, float]:
     import torch  # noqa: F401 - imported here so that its cost is measured apart from the model load
 
     torch_seconds = time.perf_counter() - start
-    cropper = Cropper(options.model, options.device or DEFAULT_DEVICE, threads=options.threads)
+    cropper = Cropper(options.model, options.device or DEFAULT_DEVICE, runtime=options.runtime or DEFAULT_RUNTIME,
+                      threads=options.threads)
     return cropper, torch_seconds, _load(cropper, options.model)
 
 
@@ -164,7 +169,8 @@ def load_reference(options: BenchOptions) -> Cropper | None:
     """The reference model of ``options.reference`` (``grid`` / ``set``: a packaged model, or a file), loaded."""
     if options.reference is None:
         return None
-    reference = Cropper(options.reference, options.device or DEFAULT_DEVICE, threads=options.threads)
+    reference = Cropper(options.reference, options.device or DEFAULT_DEVICE,
+                        runtime=options.runtime or DEFAULT_RUNTIME, threads=options.threads)
     _load(reference, Path(str(options.reference)))
     return reference
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from autocrop.commands import exit_codes
+from autocrop.commands.options import RuntimeOption
 from autocrop.errors import UsageError
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ def bench_command(
                                                   help="Model weights (.safetensors) [default: the packaged model].")] = None,
     device: Annotated[str | None, typer.Option("--device", metavar="DEVICE", show_default=False,
                                                   help="auto, cpu, cuda, cuda:N or mps [default: cpu].")] = None,
+    runtime: RuntimeOption = None,
     split: Annotated[str, typer.Option("--split", metavar="SPLIT",
                                        help="Dataset split (GAICD, FCDB: test or train; FLMS: test).")] = "test",
     candidates: Annotated[str | None, typer.Option("--candidates", metavar="SET", show_default=False,
@@ -88,6 +90,7 @@ def bench_command(
         seed=seed,
         threads=threads,
         device=device,
+        runtime=runtime,
         gaicd_dir=gaicd_dir,
         fcdb_dir=fcdb_dir,
         flms_dir=flms_dir,
