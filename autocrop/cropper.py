@@ -11,7 +11,7 @@ A crop flows: :meth:`decode` (EXIF-oriented, reduced size) -> faces on the reduc
 unless ``faces=False``) and the hints -> the scored views (:func:`autocrop.views.make_views`: a grid model's
 candidates scored in one forward pass, or a set model's predictions; + views around the faces where none
 keeps the rule, :mod:`autocrop.faces.rules`) -> per ratio :func:`autocrop.faces.apply.choose` (the face
-rule's order, :func:`autocrop.select.select_diverse`, :func:`autocrop.select.final_boxes`) -> a
+rule's order, :func:`autocrop.select.select_crops`) -> a
 :class:`~autocrop.results.CropResult` -> optionally :func:`autocrop.output.plan_outputs`,
 :func:`~autocrop.output.check_outputs` and :func:`~autocrop.output.write_outputs` (and the preview).
 

@@ -72,18 +72,23 @@ def snap_box(box: np.ndarray, width: int, height: int, ratio: tuple[int, int] | 
     x1, y1, x2, y2 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
     width, height = int(width), int(height)
     if ratio is None:
-        left = int(np.clip(round(x1), 0, width - 1))
-        top = int(np.clip(round(y1), 0, height - 1))
-        right = int(np.clip(round(x2), left + 1, width))
-        bottom = int(np.clip(round(y2), top + 1, height))
+        left = _clamp(round(x1), 0, width - 1)
+        top = _clamp(round(y1), 0, height - 1)
+        right = _clamp(round(x2), left + 1, width)
+        bottom = _clamp(round(y2), top + 1, height)
         return np.array([left, top, right, bottom], dtype=np.int64)
     a, b = reduce_ratio(*ratio)
     k_max = max(1, min(width // a, height // b))
-    k = int(np.clip(round(((x2 - x1) / a + (y2 - y1) / b) / 2), 1, k_max))
+    k = _clamp(round(((x2 - x1) / a + (y2 - y1) / b) / 2), 1, k_max)
     w, h = k * a, k * b
-    left = int(np.clip(round((x1 + x2 - w) / 2), 0, max(0, width - w)))
-    top = int(np.clip(round((y1 + y2 - h) / 2), 0, max(0, height - h)))
+    left = _clamp(round((x1 + x2 - w) / 2), 0, max(0, width - w))
+    top = _clamp(round((y1 + y2 - h) / 2), 0, max(0, height - h))
     return np.array([left, top, left + w, top + h], dtype=np.int64)
+
+
+def _clamp(value: int, low: int, high: int) -> int:
+    """``np.clip`` for one whole number (``high`` wins when ``low > high``), without numpy's per-call cost."""
+    return int(min(max(value, low), high))
 
 
 def clip_boxes(boxes: np.ndarray, width: int, height: int, label: str = "boxes") -> np.ndarray:

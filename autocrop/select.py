@@ -1,15 +1,15 @@
-"""Choosing crops from scored candidates: diverse top-k, refinement, the final pixel boxes (plain functions).
+"""Choosing crops from scored candidates: diverse top-k of the refined crops (plain functions).
 
-For each asked ratio: :func:`select_diverse` picks the best views that are not near-duplicates,
-:func:`refine_boxes` moves each chosen view to the score-weighted mean of its neighbours (the grid is
-coarse, 1/12 of the photo), and :func:`final_boxes` snaps them to whole pixels and the exact ratio
-without ever making two crops more alike than their views were. Every step is *prefix-stable*: the
-first k crops of a top-(k+1) request are the crops of the top-k request.
+For each asked ratio, :func:`select_crops` walks the candidates best first and keeps a candidate when its
+*crop* -- its view moved to the score-weighted mean of its neighbours (:func:`refine_boxes`; the grid is
+coarse, 1/12 of the photo), snapped to whole pixels and the exact ratio -- is not a near-duplicate of the
+crops kept before it. :func:`select_diverse` is the same walk on plain boxes. Every step is
+*prefix-stable*: the first k crops of a top-(k+1) request are the crops of the top-k request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -43,28 +43,40 @@ def select_diverse(boxes: np.ndarray, scores: np.ndarray, k: int, iou_threshold:
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if boxes.shape[0] != scores.shape[0]:
         raise ValueError(f"{boxes.shape[0]} boxes but {scores.shape[0]} scores")
-    if k < 1 or boxes.shape[0] == 0:
-        return np.zeros(0, dtype=np.int64)
+    iou = box_iou(boxes, boxes)
+    chosen: list[int] = []
+    for i in _walk(scores, k, priority, rounds, iou_threshold,
+                   lambda i, threshold: not chosen or float(iou[i, chosen].max()) <= threshold):
+        chosen.append(i)
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def _walk(scores: np.ndarray, k: int, priority: np.ndarray | None, rounds: np.ndarray | None, iou_threshold: float,
+          fits: Callable[[int, float], bool]) -> Iterator[int]:
+    """The greedy walk of :func:`select_diverse`: yields up to ``k`` candidate indices, each one that
+    ``fits(i, threshold)`` given those yielded before it (the caller records them before the next is tried)."""
+    n = scores.shape[0]
+    if k < 1 or n == 0:
+        return
     if priority is None:
         order = np.argsort(-scores, kind="stable")
     else:
         order = np.lexsort((-scores, np.asarray(priority, dtype=np.int64).reshape(-1)))
-    iou = box_iou(boxes, boxes)
-    stage = np.zeros(boxes.shape[0], dtype=np.int64) if rounds is None else np.asarray(rounds, np.int64).reshape(-1)
-    chosen: list[int] = []
+    stage = np.zeros(n, dtype=np.int64) if rounds is None else np.asarray(rounds, np.int64).reshape(-1)
+    taken: set[int] = set()
     for current in unique_values(stage):
         members = order[stage[order] == current]
         for threshold in (iou_threshold, *[t for t in RELAXED_IOU if t > iou_threshold]):
             for i in members:
-                if len(chosen) >= k:
-                    break
-                if i in chosen:
+                if len(taken) >= k:
+                    return
+                if int(i) in taken:
                     continue
-                if not chosen or float(iou[i, chosen].max()) <= threshold:
-                    chosen.append(int(i))
-            if len(chosen) >= k:
-                break
-    return np.asarray(chosen, dtype=np.int64)
+                if fits(int(i), threshold):
+                    taken.add(int(i))
+                    yield int(i)
+            if len(taken) >= k:
+                return
 
 
 def refine_boxes(
@@ -96,42 +108,73 @@ def refine_boxes(
     overlap = box_iou(boxes[chosen], boxes)  # [K, N]
     refined = np.empty((chosen.size, 4), dtype=np.float64)
     for k, index in enumerate(chosen):
-        # a candidate helps the view it overlaps most among views 1..k (earlier views win ties), so the
-        # refined box of view k never depends on the views chosen after it
-        owner = np.argmax(overlap[: k + 1], axis=0)
-        members = np.flatnonzero((owner == k) & (overlap[k] >= min_iou))
-        members = unique_values(np.append(members, index))  # np.union1d, without importing numpy.ma
-        weights = np.exp((scores[members] - scores[index]) / (temperature * spread))
-        refined[k] = (boxes[members] * weights[:, None]).sum(axis=0) / weights.sum()
+        earlier = overlap[:k].max(axis=0) if k else None
+        refined[k] = _refined_view(boxes, scores, int(index), overlap[k], earlier, temperature * spread, min_iou)
     return refined
 
 
-def final_boxes(boxes: np.ndarray, scores: np.ndarray, chosen: np.ndarray, width: int, height: int,
-                ratio: tuple[int, int] | None, refine: bool = True, diversity: float = DIVERSITY_IOU,
-                accept: Callable[[np.ndarray, np.ndarray], bool] | None = None) -> np.ndarray:
-    """The crops returned for the ``chosen`` candidates (in rank order) -> int64 [K, 4] pixels of the photo.
+def _refined_view(boxes: np.ndarray, scores: np.ndarray, index: int, own: np.ndarray, earlier: np.ndarray | None,
+                  softness: float, min_iou: float) -> np.ndarray:
+    """The refined box of view ``index`` -> float64 [4]: own [N] is its IoU with every candidate, earlier
+    [N] the largest IoU of each candidate with the views chosen before it (None: none chosen); softness =
+    temperature * std(scores) (> 0)."""
+    # a candidate helps the view it overlaps most among the views so far (earlier views win ties), so the
+    # refined box of a view never depends on the views chosen after it
+    helps = own >= min_iou
+    if earlier is not None:
+        helps &= own > earlier
+    members = unique_values(np.append(np.flatnonzero(helps), index))  # np.union1d, without importing numpy.ma
+    weights = np.exp((scores[members] - scores[index]) / softness)
+    return (boxes[members] * weights[:, None]).sum(axis=0) / weights.sum()
 
-    boxes [N, 4] / scores [N]: one ratio's candidates (pixels); ratio: its exact ``(a, b)``, None when
-    free. Each crop is its refined view (see :func:`refine_boxes`) snapped to whole pixels and the
-    exact ratio, always inside the photo. Refinement never makes the crops less distinct than the
-    chosen views were: crop k keeps its refined box only if it overlaps every earlier crop by at most
-    ``max(diversity, the largest IoU of view k with those crops)``; else it is its snapped view. So
-    refining never makes a crop more alike to the ones before it than its own view is, and crop k
-    depends only on views 1..k: asking for more crops never changes the first ones.
-    ``accept(refined, view)`` (int64 [4] boxes), when given, must also hold for the refined box (the face
-    rule: :func:`autocrop.faces.rules.no_worse`), else the crop is its view.
+
+def select_crops(boxes: np.ndarray, scores: np.ndarray, k: int, width: int, height: int,
+                 ratio: tuple[int, int] | None, refine: bool = True, diversity: float = DIVERSITY_IOU,
+                 priority: np.ndarray | None = None, rounds: np.ndarray | None = None,
+                 accept: Callable[[np.ndarray, np.ndarray], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` crops written for one ratio's candidates -> (int64 [K] candidate indices, int64 [K, 4] crops).
+
+    boxes [N, 4] / scores [N]: the candidates (pixels of the photo); ratio: their exact ``(a, b)``, None when
+    free. The walk of :func:`select_diverse` (by ``priority``, then score; ``rounds``; thresholds
+    ``diversity`` then 0.8, 0.9, 0.95), except that what must stay ``diversity`` apart are the *crops*: a
+    candidate's crop is its view refined as :func:`refine_boxes` refines the views chosen so far plus this
+    one, snapped to whole pixels and the exact ratio inside the photo (its snapped view when ``refine`` is off
+    or ``accept(refined, view)`` says no: the face rule, :func:`autocrop.faces.rules.no_worse`). So
+    refinement can never make two written crops near-duplicates, and crop k depends only on crops 1..k-1:
+    asking for more crops never changes the first ones.
     """
-    chosen = np.asarray(chosen, dtype=np.int64).reshape(-1)
-    views = np.asarray([snap_box(box, width, height, ratio) for box in np.asarray(boxes)[chosen]],
-                       dtype=np.int64).reshape(-1, 4)
-    if not refine or chosen.size == 0:
-        return views
-    refined = refine_boxes(boxes, scores, chosen)
-    final: list[np.ndarray] = []
-    for k, view in enumerate(views):
-        candidate = snap_box(refined[k], width, height, ratio)
-        earlier = np.asarray(final)
-        bound = max(diversity, max_iou(view, earlier))
-        keep = max_iou(candidate, earlier) <= bound and (accept is None or bool(accept(candidate, view)))
-        final.append(candidate if keep else view)
-    return np.asarray(final, dtype=np.int64).reshape(-1, 4)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if boxes.shape[0] != scores.shape[0]:
+        raise ValueError(f"{boxes.shape[0]} boxes but {scores.shape[0]} scores")
+    spread = float(scores.std()) if scores.size else 0.0
+    scale = float(np.abs(scores).max()) if scores.size else 0.0
+    refine = refine and spread > 1e-9 * max(1.0, scale)  # equal scores up to rounding: nothing to refine
+    overlap = box_iou(boxes, boxes) if refine else np.zeros((0, 0))
+    chosen: list[int] = []
+    crops: list[np.ndarray] = []
+    cache: dict[tuple[int, int], np.ndarray] = {}
+    earlier: dict[int, np.ndarray | None] = {0: None}  # per number of chosen views: their largest IoU [N]
+
+    def crop_of(i: int) -> np.ndarray:
+        key = (i, len(chosen))  # a crop depends on the views chosen before it, which only grow
+        if key not in cache:
+            if refine:
+                if len(chosen) not in earlier:
+                    earlier[len(chosen)] = overlap[chosen].max(axis=0)
+                refined = _refined_view(boxes, scores, i, overlap[i], earlier[len(chosen)],
+                                        REFINE_TEMPERATURE * spread, REFINE_MIN_IOU)
+                crop = snap_box(refined, width, height, ratio)
+                if accept is not None:
+                    view = snap_box(boxes[i], width, height, ratio)
+                    crop = crop if accept(crop, view) else view
+            else:
+                crop = snap_box(boxes[i], width, height, ratio)
+            cache[key] = crop
+        return cache[key]
+
+    for i in _walk(scores, k, priority, rounds, diversity,
+                   lambda i, threshold: not crops or max_iou(crop_of(i), np.asarray(crops)) <= threshold):
+        crops.append(crop_of(i))
+        chosen.append(i)
+    return np.asarray(chosen, dtype=np.int64), np.asarray(crops, dtype=np.int64).reshape(-1, 4)

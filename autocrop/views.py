@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 @dataclass
 class Views:
     """The scored views of one photo (see the module docstring); ``timings``: seconds of "candidates", "score";
-    ``refine``: whether the chosen views may be refined (:func:`autocrop.select.final_boxes`): a grid's yes (as
+    ``refine``: whether the chosen views may be refined (:func:`autocrop.select.select_crops`): a grid's yes (as
     ``settings.refine`` says), a set model's no (its boxes are regressed, not on a grid, and refining could make
     its top-k more alike than the diversity limit)."""
 

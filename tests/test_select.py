@@ -1,4 +1,4 @@
-"""Choosing crops (autocrop.select): diverse top-k in the order of choice, refinement, final boxes.
+"""Choosing crops (autocrop.select): diverse top-k in the order of choice, refinement, the written crops.
 
 The central property (issue 12, item 1): asking for more crops never changes the first ones.
 """
@@ -13,7 +13,7 @@ import pytest
 from autocrop.candidates import candidate_boxes, ratio_candidates
 from autocrop.geometry import box_iou, reduce_ratio, snap_box
 from autocrop.ratios import parse_ratio
-from autocrop.select import final_boxes, refine_boxes, select_diverse
+from autocrop.select import refine_boxes, select_crops, select_diverse
 
 SIZES = [(6000, 4000), (1024, 683), (683, 1024), (801, 799), (4000, 333), (97, 1301)]
 
@@ -135,8 +135,11 @@ def test_equal_scores_or_zero_temperature_leave_final_boxes_at_the_views(seed: i
     views = np.array([snap_box(b, 640, 427) for b in boxes[chosen]])
     np.testing.assert_array_equal(refine_boxes(boxes, np.full(len(boxes), 0.3), chosen), boxes[chosen])
     np.testing.assert_array_equal(refine_boxes(boxes, scores, chosen, temperature=0.0), boxes[chosen])
-    np.testing.assert_array_equal(final_boxes(boxes, np.full(len(boxes), 0.3), chosen, 640, 427, None), views)
-    np.testing.assert_array_equal(final_boxes(boxes, scores, chosen, 640, 427, None, refine=False), views)
+    flat, crops = select_crops(boxes, np.full(len(boxes), 0.3), 4, 640, 427, None)
+    np.testing.assert_array_equal(crops, [snap_box(b, 640, 427) for b in boxes[flat]])
+    unrefined, crops = select_crops(boxes, scores, 4, 640, 427, None, refine=False)
+    np.testing.assert_array_equal(unrefined, chosen)  # the plain walk on (snapped) views
+    np.testing.assert_array_equal(crops, views)
 
 
 def test_refine_boxes_neighbours_help_the_view_they_overlap_most_among_earlier_views() -> None:
@@ -180,15 +183,15 @@ def test_refined_ratio_crops_snap_to_the_exact_ratio_inside(width: int, height: 
         np.testing.assert_array_equal(snap_box(box, width, height, (rw, rh)), box.astype(np.int64))
 
 
-# ------------------------------------------------------------------------------------------- final_boxes
+# ------------------------------------------------------------------------------------------ select_crops
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_final_boxes_are_prefix_stable_for_free_crops(seed: int) -> None:
+def test_select_crops_are_prefix_stable_for_free_crops(seed: int) -> None:
     boxes, scores = _random_candidates(seed)
     previous = None
     for k in range(1, 7):
-        crops = final_boxes(boxes, scores, select_diverse(boxes, scores, k), 640, 427, None, refine=True)
+        _, crops = select_crops(boxes, scores, k, 640, 427, None, refine=True)
         assert crops.shape == (k, 4)
         if previous is not None:
             np.testing.assert_array_equal(crops[: k - 1], previous, err_msg=f"top-{k} changed the first crops")
@@ -197,22 +200,31 @@ def test_final_boxes_are_prefix_stable_for_free_crops(seed: int) -> None:
 
 @pytest.mark.parametrize("ratio", ["16:9", "1:1", "4:5", "3:2", "original"])
 @pytest.mark.parametrize("seed", range(3))
-def test_final_boxes_are_prefix_stable_for_exact_ratios(ratio: str, seed: int) -> None:
+def test_select_crops_are_prefix_stable_for_exact_ratios(ratio: str, seed: int) -> None:
     spec = parse_ratio(ratio)
     boxes, _ = candidate_boxes(640, 427, (spec,))
     scores = np.random.default_rng(seed).normal(size=len(boxes))
     exact = spec.resolve(640, 427)
     previous = None
     for k in range(1, 6):
-        crops = final_boxes(boxes, scores, select_diverse(boxes, scores, k), 640, 427, exact, refine=True)
+        _, crops = select_crops(boxes, scores, k, 640, 427, exact, refine=True)
         if previous is not None:
             np.testing.assert_array_equal(crops[: k - 1], previous, err_msg=f"{ratio}: top-{k} changed the first crops")
         previous = crops
 
 
+def test_select_crops_top1_is_the_best_view_refined() -> None:
+    """Crop 1 is the best candidate refined by every neighbour (no earlier crop owns any), as always."""
+    boxes, scores = _random_candidates(5)
+    best = int(np.argmax(scores))
+    chosen, crops = select_crops(boxes, scores, 3, 640, 427, None)
+    assert chosen[0] == best
+    np.testing.assert_array_equal(crops[0], snap_box(refine_boxes(boxes, scores, np.array([best]))[0], 640, 427))
+
+
 @pytest.mark.parametrize("width,height", [(640, 427), (427, 640), (1024, 683), (801, 799), (4000, 333), (97, 1301)])
 @pytest.mark.parametrize("ratio", ["16:9", "1:1", "4:5", "9:16", "191:100", "original"])
-def test_final_boxes_keep_the_exact_ratio_inside_the_photo(width: int, height: int, ratio: str) -> None:
+def test_select_crops_keep_the_exact_ratio_inside_the_photo(width: int, height: int, ratio: str) -> None:
     spec = parse_ratio(ratio)
     exact = spec.resolve(width, height)
     a, b = reduce_ratio(*exact)
@@ -220,8 +232,7 @@ def test_final_boxes_keep_the_exact_ratio_inside_the_photo(width: int, height: i
         pytest.skip("no crop of this ratio fits")
     boxes, _ = candidate_boxes(width, height, (spec,))
     scores = np.random.default_rng(width * 3 + height).normal(size=len(boxes))
-    chosen = select_diverse(boxes, scores, 5)
-    crops = final_boxes(boxes, scores, chosen, width, height, exact)
+    chosen, crops = select_crops(boxes, scores, 5, width, height, exact)
     assert crops.dtype == np.int64 and crops.shape == (len(chosen), 4)
     w, h = crops[:, 2] - crops[:, 0], crops[:, 3] - crops[:, 1]
     assert np.all(w * b == h * a) and np.all(w % a == 0) and np.all(w > 0)
@@ -230,8 +241,9 @@ def test_final_boxes_keep_the_exact_ratio_inside_the_photo(width: int, height: i
 
 @pytest.mark.parametrize("ratio", ["random", "free", "16:9", "1:1"])
 @pytest.mark.parametrize("seed", range(4))
-def test_final_boxes_never_less_distinct_than_their_views(ratio: str, seed: int) -> None:
-    """Crop k overlaps the earlier crops by at most max(diversity, IoU of view k with those crops)."""
+def test_written_crops_keep_the_diversity_limit(ratio: str, seed: int) -> None:
+    """The crops themselves (refined, snapped) overlap by at most ``diversity`` whenever enough distinct crops
+    exist: refinement can no longer move an earlier crop onto a later one (the grid model's top-3 used to)."""
     if ratio == "random":
         boxes, scores = _random_candidates(seed)
         exact = None
@@ -241,20 +253,29 @@ def test_final_boxes_never_less_distinct_than_their_views(ratio: str, seed: int)
         scores = np.random.default_rng(seed).normal(size=len(boxes))
         exact = spec.resolve(640, 427)
     for diversity in (0.5, 0.7):
-        chosen = select_diverse(boxes, scores, 6, iou_threshold=diversity)
-        views = final_boxes(boxes, scores, chosen, 640, 427, exact, refine=False)
-        crops = final_boxes(boxes, scores, chosen, 640, 427, exact, refine=True, diversity=diversity)
+        _, crops = select_crops(boxes, scores, 6, 640, 427, exact, refine=True, diversity=diversity)
         assert np.all(crops[:, :2] >= 0) and np.all(crops[:, 2] <= 640) and np.all(crops[:, 3] <= 427)
-        for k in range(1, len(crops)):
-            bound = max(diversity, box_iou(views[k], crops[:k]).max())
-            worst = box_iou(crops[k], crops[:k]).max()
-            assert worst <= bound + 1e-12, f"diversity {diversity}: crop {k} {crops[k].tolist()} overlaps an " \
-                f"earlier crop by {worst:.4f} > {bound:.4f} (crops {crops[:k].tolist()}, views {views.tolist()})"
+        worst = [float(box_iou(crops[k], crops[:k]).max()) for k in range(1, len(crops))]
+        assert max(worst, default=0.0) <= 0.95 + 1e-12, worst  # the loosest threshold
+        if diversity == 0.7:  # the default limit: the grid has enough distinct crops for the first three
+            first = [float(box_iou(crops[k], crops[:k]).max()) for k in range(1, 3)]
+            assert max(first) <= diversity + 1e-12, f"the first 3 crops overlap by {first}"
 
 
-def test_final_boxes_without_refinement_are_the_snapped_views() -> None:
+def test_select_crops_strict_limit_when_candidates_are_plenty() -> None:
+    """On the real 16:9 grid of a photo, the top-3 crops are all at most 0.7 apart after refinement."""
+    boxes, _ = candidate_boxes(1024, 683, (parse_ratio("free"),))
+    for seed in range(10):
+        scores = np.random.default_rng(seed).normal(size=len(boxes))
+        _, crops = select_crops(boxes, scores, 3, 1024, 683, None)
+        assert box_iou(crops, crops)[np.triu_indices(3, 1)].max() <= 0.7 + 1e-12, seed
+
+
+def test_select_crops_without_refinement_are_the_snapped_views() -> None:
     boxes, _ = candidate_boxes(640, 427, (parse_ratio("16:9"),))
     scores = np.random.default_rng(1).normal(size=len(boxes))
-    chosen = select_diverse(boxes, scores, 3)
-    np.testing.assert_array_equal(final_boxes(boxes, scores, chosen, 640, 427, (16, 9), refine=False), boxes[chosen])
-    assert final_boxes(boxes, scores, np.zeros(0, dtype=int), 640, 427, (16, 9)).shape == (0, 4)
+    chosen, crops = select_crops(boxes, scores, 3, 640, 427, (16, 9), refine=False)
+    np.testing.assert_array_equal(chosen, select_diverse(boxes, scores, 3))
+    np.testing.assert_array_equal(crops, boxes[chosen])
+    chosen, crops = select_crops(boxes, scores, 0, 640, 427, (16, 9))
+    assert chosen.shape == (0,) and crops.shape == (0, 4)

@@ -85,20 +85,20 @@ def choose(boxes: np.ndarray, scores: np.ndarray, settings: CropSettings, ratio:
            width: int, height: int, subject: rules.Subject | None, top: int | None = None) -> list[Pick]:
     """The ``top`` (default ``settings.top``) crops of one ratio's scored candidates, best first.
 
-    Without a subject: :func:`autocrop.select.select_diverse` then :func:`~autocrop.select.final_boxes`,
-    as always. With one: candidates missing a hint are dropped, the rest are walked by the rule's priority
-    (:func:`rules.priority`) then by the focus-pulled score, views that keep the rule (main face in, no face
-    cut) before any that breaks it even when they are more alike to the crops already chosen (the looser
-    IoU thresholds of :func:`~autocrop.select.select_diverse`), and a refined box is kept only when it breaks
-    the rule no more than its view (:func:`rules.no_worse`). Faces are seen as :func:`rules.for_ratio` says
+    Without a subject: :func:`autocrop.select.select_crops` (the greedy walk of
+    :func:`~autocrop.select.select_diverse` on the refined, snapped crops). With one: candidates missing a
+    hint are dropped, the rest are walked by the rule's priority (:func:`rules.priority`) then by the
+    focus-pulled score, views that keep the rule (main face in, no face cut) before any that breaks it even
+    when they are more alike to the crops already chosen (the looser IoU thresholds), and a refined crop is
+    kept only when it breaks the rule no more than its view (:func:`rules.no_worse`). Faces are seen as
+    :func:`rules.for_ratio` says
     (a face too large for the ratio by its core). Prefix-stable like the functions it calls.
     """
     k = settings.top if top is None else top
     boxes = np.asarray(boxes).reshape(-1, 4)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if subject is None:
-        chosen = select.select_diverse(boxes, scores, k, settings.diversity)
-        final = select.final_boxes(boxes, scores, chosen, width, height, ratio, settings.refine, settings.diversity)
+        chosen, final = select.select_crops(boxes, scores, k, width, height, ratio, settings.refine, settings.diversity)
         return [Pick(int(i), box, None) for i, box in zip(chosen, final)]
     subject = rules.for_ratio(subject, ratio)
     penalty = rules.penalties(boxes, subject)
@@ -106,10 +106,9 @@ def choose(boxes: np.ndarray, scores: np.ndarray, settings: CropSettings, ratio:
     pulled = rules.pulled_scores(boxes[allowed], scores[allowed], subject)
     priority = rules.priority(penalty[allowed])
     keeps = (penalty[allowed, 1:4] == 0).all(axis=1)  # main face in, no face cut
-    chosen = select.select_diverse(boxes[allowed], pulled, k, settings.diversity, priority=priority,
-                                   rounds=(~keeps).astype(np.int64))
-    final = select.final_boxes(boxes[allowed], pulled, chosen, width, height, ratio, settings.refine,
-                               settings.diversity, accept=lambda new, view: rules.no_worse(new, view, subject))
+    chosen, final = select.select_crops(boxes[allowed], pulled, k, width, height, ratio, settings.refine,
+                                        settings.diversity, priority=priority, rounds=(~keeps).astype(np.int64),
+                                        accept=lambda new, view: rules.no_worse(new, view, subject))
     inside, _ = rules.face_states(final, subject)
     final_penalty = rules.penalties(final, subject)
     best = penalty[allowed][int(np.argmin(priority))] if len(allowed) else np.zeros(5, dtype=np.int64)
