@@ -129,7 +129,7 @@ def test_refine_boxes_without_spread_or_temperature_keeps_the_chosen_boxes() -> 
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_equal_scores_or_zero_temperature_leave_final_boxes_at_the_views(seed: int) -> None:
+def test_equal_scores_or_zero_temperature_leave_the_crops_at_the_views(seed: int) -> None:
     boxes, scores = _random_candidates(seed)
     chosen = select_diverse(boxes, scores, 4)
     views = np.array([snap_box(b, 640, 427) for b in boxes[chosen]])
