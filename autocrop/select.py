@@ -123,7 +123,8 @@ def _refined_view(boxes: np.ndarray, scores: np.ndarray, index: int, own: np.nda
     helps = own >= min_iou
     if earlier is not None:
         helps &= own > earlier
-    members = unique_values(np.append(np.flatnonzero(helps), index))  # np.union1d, without importing numpy.ma
+    helps[index] = True  # the view itself, always (a new array: `own >= min_iou` made it)
+    members = np.flatnonzero(helps)
     weights = np.exp((scores[members] - scores[index]) / softness)
     return (boxes[members] * weights[:, None]).sum(axis=0) / weights.sum()
 
