@@ -88,6 +88,7 @@ def make_views(scorer: Scorer, lock: AbstractContextManager[Any], decoded: Reduc
     of a ratio can hold every hint.
     """
     from autocrop.faces.apply import with_extra_candidates
+    from autocrop.model.set_scorer import validity_scores
 
     info = decoded.info
     exact = [spec.resolve(info.width, info.height) for spec in settings.ratios]
@@ -123,7 +124,7 @@ def make_views(scorer: Scorer, lock: AbstractContextManager[Any], decoded: Reduc
     every, every_groups = with_extra_candidates(views, groups, subject, exact, labels, decoded.label)
     every, every_groups = _with_covering_crops(every, every_groups, len(views), subject, exact)
     extra = every[len(views):]
-    scores = np.concatenate([scores, set_scores(extra, predicted, validity)])
+    scores = np.concatenate([scores, validity_scores(extra, predicted, validity)])
     return Views(every, every_groups, scores.astype(np.float32), exact,
                  {"score": t1 - t0, "candidates": time.perf_counter() - t1}, refine=False)
 
@@ -171,14 +172,6 @@ def choose_crops(views: Views, settings: CropSettings, decoded: ReducedImage, su
         crops += crops_of(picks, scores, spec.label, width, height, detected)
         warnings += warnings_of(picks, spec.label, decoded.label)
     return crops, warnings
-
-
-def set_scores(boxes: np.ndarray, predicted: np.ndarray, validity: np.ndarray) -> np.ndarray:
-    """``max_j validity_j x IoU(box_i, predicted_j)`` -> float64 [M] for boxes [M, 4] and predictions [N, 4]."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    if len(boxes) == 0 or len(predicted) == 0:
-        return np.zeros(len(boxes), dtype=np.float64)
-    return (box_iou(boxes, predicted) * np.asarray(validity, np.float64)[None, :]).max(axis=1)
 
 
 def clip_predictions(boxes: np.ndarray, width: int, height: int) -> np.ndarray:

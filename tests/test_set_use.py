@@ -21,9 +21,9 @@ from autocrop.examples import example_photo
 from autocrop.faces import Face, rules
 from autocrop.geometry import box_iou, reduce_ratio
 from autocrop.model.set_config import SetModelConfig, read_arch
-from autocrop.model.set_scorer import SetScorer
+from autocrop.model.set_scorer import SetScorer, validity_scores
 from autocrop.settings import CropSettings
-from autocrop.views import exact_ratio_boxes, make_views, set_scores
+from autocrop.views import exact_ratio_boxes, make_views
 
 RATIOS = ("free", "16:9", "1:1", "4:5", "9:16", "original")
 needs_ort = pytest.mark.skipif(
@@ -148,7 +148,7 @@ def test_exact_ratio_scores_are_validity_times_iou(set_scorer: SetScorer) -> Non
     assert np.allclose(views.scores[views.groups == 0], validity, atol=1e-6)
     iou = np.diagonal(box_iou(wide, free))
     assert np.allclose(views.scores[views.groups == 1], validity * iou, atol=1e-6)
-    own = set_scores(free, free, validity)  # max over predictions: at least its own validity (IoU 1)
+    own = validity_scores(free, free, validity)  # max over predictions: at least its own validity (IoU 1)
     assert (own >= validity - 1e-6).all() and own[0] == pytest.approx(float(validity[0]), abs=1e-6)
 
 
@@ -209,7 +209,7 @@ def test_caller_boxes_are_scored_by_max_validity_times_iou(set_scorer: SetScorer
     cropper = Cropper(scorer=set_scorer)
     scores = cropper.score(image, predicted[:3])
     assert np.allclose(scores, validity[:3], atol=1e-6) or (scores >= validity[:3] - 1e-6).all()
-    assert np.allclose(scores, set_scores(predicted[:3], predicted, validity), atol=1e-6)
+    assert np.allclose(scores, validity_scores(predicted[:3], predicted, validity), atol=1e-6)
 
 
 def test_diversity_metrics() -> None:

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autocrop.errors import ModelError
-from autocrop.geometry import box_iou
 from autocrop.model.onnx_scorer import fitting_graph, open_graph_session
 from autocrop.model.set_config import ARCH_SET, SetModelConfig
+from autocrop.model.set_scorer import validity_scores
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -51,7 +51,7 @@ def graph_from_set_net(net: SetCropNet, weights_sha256: str = "", location: str 
 
     import torch
 
-    from autocrop.model.export import OPSET, _externalize, _quiet_exporter, _strip_prefix, finished_graph
+    from autocrop.model.export import OPSET, _quiet_exporter, finished_graph, tidy_exported
     from autocrop.model.fuse import batchnorm_pairs, fold_batchnorm
 
     net.eval()
@@ -72,11 +72,7 @@ def graph_from_set_net(net: SetCropNet, weights_sha256: str = "", location: str 
         folding.setLevel(level)
     assert program is not None
     model = program.model_proto
-    for node in model.graph.node:
-        del node.metadata_props[:]
-    del model.graph.value_info[:]
-    _strip_prefix(model, "net.")
-    external = [] if embed_weights else _externalize(model, set(net.state_dict()), location)
+    external = tidy_exported(model, set(net.state_dict()), location, embed_weights)
     baked = [t.name for t in model.graph.initializer if t.data_location != 1 and np.prod(t.dims) > 64]
     if external and baked:  # a weight folded into a new constant would ignore the weights file: never ship that
         raise ModelError(f"the set model's ONNX graph holds weights of its own ({baked[:3]}): export them as inputs")
@@ -211,8 +207,7 @@ class OnnxSetScorer:
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         if len(boxes) == 0:
             return np.zeros(0, np.float32)
-        predicted, validity = self.propose(image)
-        return (box_iou(boxes, predicted) * validity[None, :].astype(np.float64)).max(axis=1).astype(np.float32)
+        return validity_scores(boxes, *self.propose(image)).astype(np.float32)
 
 
 def find_set_graph(weights: Path, config: SetModelConfig) -> tuple[bytes | None, str]:

@@ -24,6 +24,17 @@ if TYPE_CHECKING:
     from autocrop.model.set_net import SetCropNet
 
 
+def validity_scores(boxes: np.ndarray, predicted: np.ndarray, validity: np.ndarray) -> np.ndarray:
+    """Scores float64 [M] of ``boxes`` [M, 4]: max over predictions j of validity_j x IoU(box, predicted_j).
+
+    predicted [N, 4] in the same pixels as ``boxes``, validity [N] in 0..1; 0 when either is empty.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if len(boxes) == 0 or len(predicted) == 0:
+        return np.zeros(len(boxes), dtype=np.float64)
+    return (box_iou(boxes, predicted) * np.asarray(validity, np.float64).reshape(1, -1)).max(axis=1)
+
+
 def diverse(boxes: np.ndarray, validity: np.ndarray, k: int, max_iou: float = 0.7) -> np.ndarray:
     """Indices int64 [<= k] of the best ``k`` boxes, in validity order, none overlapping a better one by more
     than ``max_iou`` (greedy non-maximum suppression). boxes [N, 4] x1 y1 x2 y2 (any unit), validity [N]."""
@@ -107,8 +118,7 @@ class SetScorer:
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         if len(boxes) == 0:
             return np.zeros(0, np.float32)
-        predicted, validity = self.propose(image)
-        return (box_iou(boxes, predicted) * validity[None, :].astype(np.float64)).max(axis=1).astype(np.float32)
+        return validity_scores(boxes, *self.propose(image)).astype(np.float32)
 
 
 def load_set_scorer(path: Path, device: str = "cpu") -> SetScorer:
