@@ -60,8 +60,11 @@ def measure(cropper: Cropper, decoded: ReducedImage, boxes: np.ndarray, box_data
     if box_dataset and is_set_model(cropper.scorer):
         made = cropper.analyze(decoded, top3)
         top = np.asarray([c.box for c in made.crops], dtype=np.float64).reshape(-1, 4)
-        view = cropper.analyze(decoded, top3.with_(top=1, refine=False, faces=False))
-        unrefined = np.asarray(view.crops[0].box, dtype=np.float64)
+        if made.faces or top3.keep or top3.focus is not None:  # the face rule or a hint may move the top crop
+            view = cropper.analyze(decoded, top3.with_(top=1, refine=False, faces=False))
+            unrefined = np.asarray(view.crops[0].box, dtype=np.float64)
+        else:  # nothing constrains the crops and set views are not refined: crop 1 is the most valid prediction
+            unrefined = top[0].copy()
         views_s = made.timings["score"] + made.timings["candidates"]
         return Measured(None, top, unrefined, made.timings["score"], views_s, made.candidates)
     start = time.perf_counter()
