@@ -36,7 +36,7 @@ from autocrop.errors import UsageError
 from autocrop.geometry import clip_boxes
 from autocrop.io import decode as dec
 from autocrop.io.fs import ensure_folder
-from autocrop.io.full import decode_full_in_background, pixels_to_cut
+from autocrop.io.full import BackgroundDecode, pixels_to_cut
 from autocrop.io.sources import MemorySource, pil_of
 from autocrop.output import check_outputs, cut, mark_existing, plan_outputs, sized_outputs, write_outputs
 from autocrop.results import CropResult
@@ -303,7 +303,7 @@ class Cropper:
         decoded = self.decode(photo)
         full_decode = None
         if files and not dry_run and decoded.full is None and settings.size is None and settings.long_edge is None:
-            full_decode = decode_full_in_background(decoded)  # beside the model load and the analysis
+            full_decode = BackgroundDecode(decoded)  # beside the model load and the analysis
         t1 = time.perf_counter()
         try:
             result = self._analyze(decoded, settings)

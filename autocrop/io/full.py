@@ -41,11 +41,6 @@ class BackgroundDecode:
             raise self.error
 
 
-def decode_full_in_background(decoded: dec.ReducedImage) -> BackgroundDecode:
-    """Start decoding ``decoded``'s photo at full size into ``decoded.full`` (see :class:`BackgroundDecode`)."""
-    return BackgroundDecode(decoded)
-
-
 def full_image(decoded: dec.ReducedImage) -> Image.Image:
     """The full-size, EXIF-oriented photo of ``decoded`` (decoded once, then kept in ``decoded.full``)."""
     if decoded.full is None:
