@@ -35,7 +35,8 @@ FormatOption = Annotated[str | None, typer.Option(
     help="Output format jpeg, png, webp, tiff or bmp [default: the input's].")]
 PreviewOption = Annotated[bool, typer.Option("--preview", help="Also write STEM.preview.png with the chosen boxes.")]
 ModelOption = Annotated[Path | None, typer.Option(
-    "--model", metavar="FILE", show_default=False, help="Model weights (.safetensors) [default: the packaged model].")]
+    "--model", metavar="MODEL", show_default=False,
+    help="grid or set (the packaged models), or a model file (NAME.safetensors) [default: grid].")]
 DeviceOption = Annotated[str | None, typer.Option(
     "--device", metavar="DEVICE", show_default=False, help="auto, cpu, cuda, cuda:N or mps [default: cpu].")]
 FacesOption = Annotated[str | None, typer.Option(
