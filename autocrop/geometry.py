@@ -70,25 +70,26 @@ def snap_box(box: np.ndarray, width: int, height: int, ratio: tuple[int, int] | 
     that fits), centred where ``box`` is centred and shifted inside the photo.
     """
     x1, y1, x2, y2 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
+    return np.array(snap_values(x1, y1, x2, y2, width, height, ratio), dtype=np.int64)
+
+
+def snap_values(x1: float, y1: float, x2: float, y2: float, width: int, height: int,
+                ratio: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
+    """:func:`snap_box` of the float box ``x1 y1 x2 y2`` (pixels) -> ``(left, top, right, bottom)`` whole pixels
+    (right/bottom exclusive), without numpy's per-call cost (loops over candidates call it thousands of times).
+    Raises like ``round`` on NaN and infinity."""
     width, height = int(width), int(height)
+    # min(max(v, low), high) clamps a whole number; high wins when low > high
     if ratio is None:
-        left = _clamp(round(x1), 0, width - 1)
-        top = _clamp(round(y1), 0, height - 1)
-        right = _clamp(round(x2), left + 1, width)
-        bottom = _clamp(round(y2), top + 1, height)
-        return np.array([left, top, right, bottom], dtype=np.int64)
+        left = min(max(round(x1), 0), width - 1)
+        top = min(max(round(y1), 0), height - 1)
+        return left, top, min(max(round(x2), left + 1), width), min(max(round(y2), top + 1), height)
     a, b = reduce_ratio(*ratio)
-    k_max = max(1, min(width // a, height // b))
-    k = _clamp(round(((x2 - x1) / a + (y2 - y1) / b) / 2), 1, k_max)
+    k = min(max(round(((x2 - x1) / a + (y2 - y1) / b) / 2), 1), max(1, min(width // a, height // b)))
     w, h = k * a, k * b
-    left = _clamp(round((x1 + x2 - w) / 2), 0, max(0, width - w))
-    top = _clamp(round((y1 + y2 - h) / 2), 0, max(0, height - h))
-    return np.array([left, top, left + w, top + h], dtype=np.int64)
-
-
-def _clamp(value: int, low: int, high: int) -> int:
-    """``np.clip`` for one whole number (``high`` wins when ``low > high``), without numpy's per-call cost."""
-    return int(min(max(value, low), high))
+    left = min(max(round((x1 + x2 - w) / 2), 0), max(0, width - w))
+    top = min(max(round((y1 + y2 - h) / 2), 0), max(0, height - h))
+    return left, top, left + w, top + h
 
 
 def clip_boxes(boxes: np.ndarray, width: int, height: int, label: str = "boxes") -> np.ndarray:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from autocrop.geometry import box_iou, max_iou, snap_box, unique_values
+from autocrop.geometry import box_iou, snap_values, unique_values
 
 DIVERSITY_IOU = 0.7  # two chosen crops overlap by at most this IoU (relaxed only when too few remain)
 RELAXED_IOU = (0.8, 0.9, 0.95)
@@ -45,36 +45,41 @@ def select_diverse(boxes: np.ndarray, scores: np.ndarray, k: int, iou_threshold:
         raise ValueError(f"{boxes.shape[0]} boxes but {scores.shape[0]} scores")
     iou = box_iou(boxes, boxes)
     chosen: list[int] = []
-    for i in _walk(scores, k, priority, rounds, iou_threshold,
+    for i in _walk(_passes(scores, k, priority, rounds), k, iou_threshold,
                    lambda i, threshold: not chosen or float(iou[i, chosen].max()) <= threshold):
         chosen.append(i)
     return np.asarray(chosen, dtype=np.int64)
 
 
-def _walk(scores: np.ndarray, k: int, priority: np.ndarray | None, rounds: np.ndarray | None, iou_threshold: float,
-          fits: Callable[[int, float], bool]) -> Iterator[int]:
-    """The greedy walk of :func:`select_diverse`: yields up to ``k`` candidate indices, each one that
-    ``fits(i, threshold)`` given those yielded before it (the caller records them before the next is tried)."""
-    n = scores.shape[0]
-    if k < 1 or n == 0:
-        return
+def _passes(scores: np.ndarray, k: int, priority: np.ndarray | None, rounds: np.ndarray | None) -> list[list[int]]:
+    """The candidates of each round of :func:`_walk` (ascending round), in the order it tries them: by ascending
+    ``priority`` (None: all equal), then descending score, ties in index order. scores [N]; empty when
+    ``k < 1`` or N = 0 (nothing to walk)."""
+    if k < 1 or scores.shape[0] == 0:
+        return []
     if priority is None:
         order = np.argsort(-scores, kind="stable")
     else:
         order = np.lexsort((-scores, np.asarray(priority, dtype=np.int64).reshape(-1)))
-    stage = np.zeros(n, dtype=np.int64) if rounds is None else np.asarray(rounds, np.int64).reshape(-1)
+    stage = np.zeros(scores.shape[0], dtype=np.int64) if rounds is None else np.asarray(rounds, np.int64).reshape(-1)
+    return [order[stage[order] == current].tolist() for current in unique_values(stage)]
+
+
+def _walk(passes: list[list[int]], k: int, iou_threshold: float, fits: Callable[[int, float], bool]) -> Iterator[int]:
+    """The greedy walk of :func:`select_diverse` over the rounds ``passes`` (:func:`_passes`): yields up to ``k``
+    candidate indices, each one that ``fits(i, threshold)`` given those yielded before it (the caller records
+    them before the next is tried)."""
     taken: set[int] = set()
-    for current in unique_values(stage):
-        members = order[stage[order] == current]
+    for members in passes:
         for threshold in (iou_threshold, *[t for t in RELAXED_IOU if t > iou_threshold]):
             for i in members:
                 if len(taken) >= k:
                     return
-                if int(i) in taken:
+                if i in taken:
                     continue
-                if fits(int(i), threshold):
-                    taken.add(int(i))
-                    yield int(i)
+                if fits(i, threshold):
+                    taken.add(i)
+                    yield i
             if len(taken) >= k:
                 return
 
@@ -152,30 +157,50 @@ def select_crops(boxes: np.ndarray, scores: np.ndarray, k: int, width: int, heig
     scale = float(np.abs(scores).max()) if scores.size else 0.0
     refine = refine and spread > 1e-9 * max(1.0, scale)  # equal scores up to rounding: nothing to refine
     overlap = box_iou(boxes, boxes) if refine else np.zeros((0, 0))
+    rows = boxes.tolist()  # Python floats: snapping one box with numpy costs ~10x more (a walk snaps ~50)
     chosen: list[int] = []
-    crops: list[np.ndarray] = []
-    cache: dict[tuple[int, int], np.ndarray] = {}
+    kept: list[tuple[int, int, int, int]] = []
+    kept_floats: list[tuple[float, float, float, float, float]] = []  # x1 y1 x2 y2 area, for _max_iou
+    cache: dict[tuple[int, int], tuple[int, int, int, int]] = {}
     earlier: dict[int, np.ndarray | None] = {0: None}  # per number of chosen views: their largest IoU [N]
 
-    def crop_of(i: int) -> np.ndarray:
+    def crop_of(i: int) -> tuple[int, int, int, int]:
         key = (i, len(chosen))  # a crop depends on the views chosen before it, which only grow
         if key not in cache:
+            x1, y1, x2, y2 = rows[i]
+            view = crop = snap_values(x1, y1, x2, y2, width, height, ratio)
             if refine:
                 if len(chosen) not in earlier:
                     earlier[len(chosen)] = overlap[chosen].max(axis=0)
                 refined = _refined_view(boxes, scores, i, overlap[i], earlier[len(chosen)],
                                         REFINE_TEMPERATURE * spread, REFINE_MIN_IOU)
-                crop = snap_box(refined, width, height, ratio)
-                if accept is not None:
-                    view = snap_box(boxes[i], width, height, ratio)
-                    crop = crop if accept(crop, view) else view
-            else:
-                crop = snap_box(boxes[i], width, height, ratio)
+                x1, y1, x2, y2 = refined.tolist()
+                crop = snap_values(x1, y1, x2, y2, width, height, ratio)
+                if accept is not None and not accept(np.array(crop, np.int64), np.array(view, np.int64)):
+                    crop = view
             cache[key] = crop
         return cache[key]
 
-    for i in _walk(scores, k, priority, rounds, diversity,
-                   lambda i, threshold: not crops or max_iou(crop_of(i), np.asarray(crops)) <= threshold):
-        crops.append(crop_of(i))
+    def fits(i: int, threshold: float) -> bool:
+        return not kept or _max_iou(crop_of(i), kept_floats) <= threshold
+
+    for i in _walk(_passes(scores, k, priority, rounds), k, diversity, fits):
+        crop = crop_of(i)
+        x1, y1, x2, y2 = (float(v) for v in crop)
+        kept.append(crop)
+        kept_floats.append((x1, y1, x2, y2, (x2 - x1) * (y2 - y1)))
         chosen.append(i)
-    return np.asarray(chosen, dtype=np.int64), np.asarray(crops, dtype=np.int64).reshape(-1, 4)
+    return np.asarray(chosen, dtype=np.int64), np.asarray(kept, dtype=np.int64).reshape(-1, 4)
+
+
+def _max_iou(box: tuple[int, int, int, int], others: list[tuple[float, float, float, float, float]]) -> float:
+    """:func:`~autocrop.geometry.max_iou` of a whole-pixel box and boxes ``(x1, y1, x2, y2, area)`` (floats,
+    pixels; at least one), in box_iou's float64 steps (bit for bit equal), without numpy's per-call cost."""
+    x1, y1, x2, y2 = float(box[0]), float(box[1]), float(box[2]), float(box[3])
+    area = (x2 - x1) * (y2 - y1)
+    best = 0.0
+    for ox1, oy1, ox2, oy2, other_area in others:
+        inter = max(min(x2, ox2) - max(x1, ox1), 0.0) * max(min(y2, oy2) - max(y1, oy1), 0.0)
+        union = area + other_area - inter
+        best = max(best, inter / max(union, 1e-12) if union > 0 else 0.0)
+    return best

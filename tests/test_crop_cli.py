@@ -325,3 +325,27 @@ def test_console_script_ends_cleanly_into_a_closed_pipe(photos: list[Path], mode
     shell = f"{' '.join(map(shlex.quote, args))} | head -c 1 >/dev/null; echo ${{PIPESTATUS[0]}}"
     piped = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120)
     assert "Traceback" not in piped.stderr and piped.stdout.strip() in ("0", "2")
+
+
+def test_console_script_crop_skips_rich_and_shortens_the_switch_interval(photos: list[Path], model_file: Path) -> None:
+    """A one-photo crop prints plain text (importing rich costs 30-40 ms) and the console script hands the
+    GIL between its threads every 1 ms (the model loads in a background thread)."""
+    code = ("import sys, autocrop.cli as cli; "
+            "cli._exit_now = lambda c: (print('END', sys.getswitchinterval(), 'rich' in sys.modules, c), "
+            "sys.stdout.flush(), cli.os._exit(0)); "
+            f"sys.argv = ['autocrop', {str(photos[0])!r}, '--top', '2', '--dry-run', '--model', {str(model_file)!r}]; "
+            "cli.main()")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1] == "END 0.001 False 0", out.stdout + out.stderr
+    assert lines[1].split()[:3] == ["rank", "box", "x1,y1,x2,y2"] and "would write" in lines[1]
+    assert len(lines) == 5  # the photo's line, the header, two crops, END
+
+
+def test_text_table_aligns_columns_and_never_pads_the_last() -> None:
+    from autocrop.commands.output import text_table
+
+    table = text_table(["rank", "size", "file"], [["1", "848x477", "a b/x.jpg"], ["10", "7x7", "y.jpg"]], right={0, 1})
+    assert table.splitlines() == ["rank     size  file",
+                                  "   1  848x477  a b/x.jpg",
+                                  "  10      7x7  y.jpg"]

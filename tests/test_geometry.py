@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 
 from autocrop.errors import UsageError
-from autocrop.geometry import box_iou, clip_boxes, max_iou, reduce_ratio, snap_box, unique_rows, unique_values
+from autocrop.geometry import (
+    box_iou,
+    clip_boxes,
+    max_iou,
+    reduce_ratio,
+    snap_box,
+    snap_values,
+    unique_rows,
+    unique_values,
+)
 
 # ---------------------------------------------------------------------------------------------- IoU
 
@@ -108,6 +117,45 @@ def test_snap_box_keeps_an_exact_candidate() -> None:
     box = np.array([64.0, 40.0, 384.0, 220.0])  # 320 x 180 = 20 x (16:9)
     assert snap_box(box, 640, 427, (16, 9)).tolist() == [64, 40, 384, 220]
     assert snap_box(box, 640, 427).tolist() == [64, 40, 384, 220]
+
+
+def _snap_reference(box: np.ndarray, width: int, height: int, ratio: tuple[int, int] | None) -> list[int]:
+    """snap_box written again with numpy (np.rint rounds half to even, as round does; np.clip lets the upper
+    bound win, as snap_box does): an independent reference."""
+    x1, y1, x2, y2 = np.asarray(box, dtype=np.float64)
+    if ratio is None:
+        left, top = np.clip(np.rint(x1), 0, width - 1), np.clip(np.rint(y1), 0, height - 1)
+        return [int(left), int(top), int(np.clip(np.rint(x2), left + 1, width)),
+                int(np.clip(np.rint(y2), top + 1, height))]
+    a, b = reduce_ratio(*ratio)
+    k = np.clip(np.rint(((x2 - x1) / a + (y2 - y1) / b) / 2), 1, max(1, min(width // a, height // b)))
+    w, h = k * a, k * b
+    left = np.clip(np.rint((x1 + x2 - w) / 2), 0, max(0, width - w))
+    top = np.clip(np.rint((y1 + y2 - h) / 2), 0, max(0, height - h))
+    return [int(left), int(top), int(left + w), int(top + h)]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_snap_values_is_snap_box_without_numpy(seed: int) -> None:
+    """snap_values (the loops' snap_box) gives snap_box's pixels, and both the numpy reference's, on boxes with
+    half-pixel ties, boxes reaching outside the photo and boxes upside down."""
+    rng = np.random.default_rng(seed)
+    width, height = (int(v) for v in rng.integers(1, 6001, 2))
+    corners = np.round(rng.uniform(-0.2, 1.2, size=(200, 4)) * [width, height, width, height] * 4) / 4  # .25 px
+    corners[:70] = np.round(corners[:70]) + 0.5  # every coordinate a tie
+    for ratio in (None, (16, 9), (1, 1), (4, 5), (32, 18), (191, 100)):
+        for box in corners:
+            expected = _snap_reference(box, width, height, ratio)
+            assert snap_values(*box.tolist(), width, height, ratio) == tuple(expected), (box, ratio)
+            assert snap_box(box, width, height, ratio).tolist() == expected, (box, ratio)
+
+
+def test_snap_values_raises_like_round_on_values_that_are_not_finite() -> None:
+    for bad, error in ((np.nan, ValueError), (np.inf, OverflowError)):
+        with pytest.raises(error):
+            snap_values(0.0, 0.0, bad, 10.0, 100, 80)
+        with pytest.raises(error):
+            snap_box(np.array([0.0, 0.0, bad, 10.0]), 100, 80, (16, 9))
 
 
 # ---------------------------------------------------------------------------------------------- clip_boxes

@@ -6,14 +6,23 @@ The central property (issue 12, item 1): asking for more crops never changes the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from autocrop.candidates import candidate_boxes, ratio_candidates
-from autocrop.geometry import box_iou, reduce_ratio, snap_box
+from autocrop.geometry import box_iou, max_iou, reduce_ratio, snap_box
 from autocrop.ratios import parse_ratio
-from autocrop.select import refine_boxes, select_crops, select_diverse
+from autocrop.select import (
+    REFINE_MIN_IOU,
+    REFINE_TEMPERATURE,
+    RELAXED_IOU,
+    _refined_view,
+    refine_boxes,
+    select_crops,
+    select_diverse,
+)
 
 SIZES = [(6000, 4000), (1024, 683), (683, 1024), (801, 799), (4000, 333), (97, 1301)]
 
@@ -279,3 +288,76 @@ def test_select_crops_without_refinement_are_the_snapped_views() -> None:
     np.testing.assert_array_equal(crops, boxes[chosen])
     chosen, crops = select_crops(boxes, scores, 0, 640, 427, (16, 9))
     assert chosen.shape == (0,) and crops.shape == (0, 4)
+
+
+# ------------------------------------------------------------- select_crops against its first, plain form
+
+
+def _plain_select_crops(boxes: np.ndarray, scores: np.ndarray, k: int, width: int, height: int,
+                        ratio: tuple[int, int] | None, refine: bool = True, diversity: float = 0.7,
+                        priority: np.ndarray | None = None, rounds: np.ndarray | None = None,
+                        accept: Callable[[np.ndarray, np.ndarray], bool] | None = None,
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """select_crops as first written: each crop tried is refined by _refined_view, snapped by snap_box and
+    compared by max_iou, one at a time (slow: ~80 us a crop; the benchmark figures were made with it)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    spread = float(scores.std()) if scores.size else 0.0
+    refine = refine and spread > 1e-9 * max(1.0, float(np.abs(scores).max()) if scores.size else 0.0)
+    overlap = box_iou(boxes, boxes)
+    if priority is None:
+        order = np.argsort(-scores, kind="stable")
+    else:
+        order = np.lexsort((-scores, priority))
+    stage = np.zeros(len(scores), dtype=np.int64) if rounds is None else np.asarray(rounds)
+    chosen: list[int] = []
+    crops: list[np.ndarray] = []
+
+    def crop_of(i: int) -> np.ndarray:
+        if not refine:
+            return snap_box(boxes[i], width, height, ratio)
+        earlier = overlap[chosen].max(axis=0) if chosen else None
+        refined = _refined_view(boxes, scores, i, overlap[i], earlier, REFINE_TEMPERATURE * spread, REFINE_MIN_IOU)
+        crop, view = snap_box(refined, width, height, ratio), snap_box(boxes[i], width, height, ratio)
+        return crop if accept is None or accept(crop, view) else view
+
+    for current in sorted(set(stage.tolist())):
+        for threshold in (diversity, *[t for t in RELAXED_IOU if t > diversity]):
+            for i in order[stage[order] == current].tolist():
+                if len(chosen) < k and i not in chosen:
+                    crop = crop_of(i)
+                    if not crops or max_iou(crop, np.asarray(crops)) <= threshold:
+                        chosen.append(i)
+                        crops.append(crop)
+    return np.asarray(chosen, dtype=np.int64), np.asarray(crops, dtype=np.int64).reshape(-1, 4)
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_select_crops_equal_their_plain_form(seed: int) -> None:
+    """The cached select_crops (Python-float snapping and IoU) gives exactly the crops of the plain one: on a
+    photo's candidates with smooth scores (long walks through near-duplicates), random boxes, tied scores, the
+    face rule's priority, rounds and a refusing accept."""
+    rng = np.random.default_rng(seed)
+    width, height = (int(v) for v in rng.integers(200, 6001, 2))
+    spec = parse_ratio(["free", "16:9", "1:1", "4:5", "3:2", "original"][seed % 6])
+    if seed % 4 == 3:
+        boxes, _ = _random_candidates(seed, n=80, width=width, height=height)
+        ratio = None
+    else:
+        boxes = candidate_boxes(width, height, (spec,))[0].astype(np.float64)
+        ratio = spec.resolve(width, height)
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    scores = -np.hypot(*(centres - rng.uniform(0, 1, 2) * [width, height]).T) / max(width, height)
+    scores += rng.normal(0, [0.0, 0.003, 0.02, 0.2][seed % 4], len(boxes))
+    if seed % 5 == 4:
+        scores = np.round(scores, 1)  # many ties
+    kwargs: dict = {}
+    if seed % 3 == 1:
+        kwargs = {"priority": rng.integers(0, 3, len(boxes)), "rounds": rng.integers(0, 2, len(boxes)),
+                  "accept": lambda crop, view: int(crop.sum() + seed) % 3 != 0}
+    for k, diversity in ((3, 0.7), (6, 0.5)):
+        chosen, crops = select_crops(boxes, scores, k, width, height, ratio, diversity=diversity, **kwargs)
+        plain = _plain_select_crops(boxes, scores, k, width, height, ratio, diversity=diversity, **kwargs)
+        assert chosen.dtype == crops.dtype == np.int64 and crops.shape == (len(chosen), 4)
+        np.testing.assert_array_equal(chosen, plain[0])
+        np.testing.assert_array_equal(crops, plain[1])

@@ -50,11 +50,6 @@ from autocrop.settings import (
     parse_switch,
 )
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 CONFIG_DIR_ENV = "AUTOCROP_CONFIG_DIR"
 ENV_PREFIX = "AUTOCROP_"
 FILE_NAME = "config.toml"
@@ -182,6 +177,10 @@ def _line_of(text: str, key: str) -> int | None:
 
 
 def _load_toml(path: Path, text: str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):  # imported here: most calls have no config file (saves ~4 ms of start-up)
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

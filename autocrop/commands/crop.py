@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 import typer
 
@@ -35,7 +35,7 @@ from autocrop.commands.options import (
     TopOption,
     UpscaleOption,
 )
-from autocrop.commands.output import console, error_line
+from autocrop.commands.output import error_line, text_table
 from autocrop.errors import InputError, OutputError, UsageError
 
 STDIO = "-"
@@ -92,7 +92,7 @@ def crop_command(
 
         keep_freed_memory()  # photo after photo in this process: reuse image memory (see the module)
 
-    human = console(stderr=json_out or to_stdout)
+    human = sys.stderr if json_out or to_stdout else sys.stdout  # plain text: see commands.output
     protected = [Path(p) for p in images if p != STDIO]
     documents: list[dict[str, Any]] = []
     failed = 0
@@ -117,17 +117,17 @@ def crop_command(
             _print_result(human, result, settings, dry_run, verbose)
     cropper.wait()
     if not quiet and cropper.runtime_note:
-        console(stderr=True).print(f"autocrop: note: {cropper.runtime_note}", markup=False)
+        typer.echo(f"autocrop: note: {cropper.runtime_note}", err=True)
     if verbose and not quiet and cropper.model_loaded:
         weights = getattr(cropper.scorer, "weights_path", None)
         runtime = getattr(cropper.scorer, "runtime", "torch")
-        human.print(f"model: {weights or 'in-memory'} on {cropper.device} ({runtime})")
+        print(f"model: {weights or 'in-memory'} on {cropper.device} ({runtime})", file=human)
     if json_out:
         sys.stdout.write(json.dumps({"results": documents, "failed": failed, "dry_run": dry_run}, indent=2) + "\n")
         sys.stdout.flush()
     if failed:
         if not quiet and len(images) > 1:
-            console(stderr=True).print(f"{failed} of {len(images)} photos failed")
+            typer.echo(f"{failed} of {len(images)} photos failed", err=True)
         raise typer.Exit(exit_codes.EXIT_SOME_FAILED)
 
 
@@ -177,43 +177,33 @@ def _write_stdout(result: Any, settings: Any) -> None:
     sys.stdout.buffer.flush()
 
 
-def _print_result(human: Any, result: Any, settings: Any, dry_run: bool, verbose: bool) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
+def _print_result(human: IO[str], result: Any, settings: Any, dry_run: bool, verbose: bool) -> None:
+    """The photo's line, a table of its crops, and notes, as plain text on ``human`` (see ``output.text_table``)."""
     ratio_column = len(settings.ratios) > 1 or settings.ratios[0].kind != "free"
     faces_note = "" if result.faces is None else f", {len(result.faces)} face{'' if len(result.faces) == 1 else 's'}"
-    human.print(escape(f"{result.source}  {result.width}x{result.height}, {result.candidates} views scored"
-                       f"{faces_note}"))
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column("rank", justify="right")
-    if ratio_column:
-        table.add_column("ratio")
-    table.add_column("box x1,y1,x2,y2 (px)")
-    table.add_column("size", justify="right")
-    table.add_column("score", justify="right")
-    if result.faces:
-        table.add_column("faces in", justify="right")
-    table.add_column("would write" if dry_run else "file", overflow="fold")
+    lines = [f"{result.source}  {result.width}x{result.height}, {result.candidates} views scored{faces_note}"]
+    header = ["rank"] + (["ratio"] if ratio_column else []) + ["box x1,y1,x2,y2 (px)", "size", "score"]
+    header += (["faces in"] if result.faces else []) + ["would write" if dry_run else "file"]
+    rows = []
     for crop in result.crops:
-        row = [str(crop.rank)] + ([crop.ratio] if ratio_column else [])
         target = str(crop.path) if crop.path is not None else "-"
         if dry_run and crop.exists:
             target += "  (exists)"
+        row = [str(crop.rank)] + ([crop.ratio] if ratio_column else [])
         row += [",".join(str(v) for v in crop.box), f"{crop.width}x{crop.height}", f"{crop.score:.3f}"]
-        if result.faces:
-            row.append(f"{len(crop.faces or ())}/{len(result.faces)}")
-        row.append(escape(target))
-        table.add_row(*row)
-    human.print(table)
+        row += ([f"{len(crop.faces or ())}/{len(result.faces)}"] if result.faces else []) + [target]
+        rows.append(row)
+    right = {0, header.index("size"), header.index("score")} | ({header.index("faces in")} if result.faces else set())
+    lines.append(text_table(header, rows, right))
     for spec in settings.ratios:
         found = sum(1 for crop in result.crops if crop.ratio == spec.label)
         if found < settings.top:
-            human.print(f"note: only {found} distinct {spec.label} crop(s) fit this photo (asked for {settings.top})")
+            lines.append(f"note: only {found} distinct {spec.label} crop(s) fit this photo (asked for {settings.top})")
     if result.preview is not None:
-        human.print(escape(f"preview: {result.preview}"))
+        lines.append(f"preview: {result.preview}")
     if verbose:
-        human.print("timings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))
+        lines.append("timings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))
+    print("\n".join(lines), file=human)
 
 
 def register(app: typer.Typer) -> None:
