@@ -63,8 +63,9 @@ def card_problem(card: dict[str, Any]) -> str | None:
     if isinstance(sha, str) and not (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha.lower())):
         return f"sha256 {_short(sha)}: must be 64 hex digits"
     for key in ("training_images", "validation_images"):
-        for item in card.get(key) or []:
-            if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("dataset", "name")):
+        for item in card.get(key) or []:  # thousands of entries, checked on every load: no inner generator
+            if not (isinstance(item, dict) and isinstance(item.get("dataset"), str)
+                    and isinstance(item.get("name"), str)):
                 return f"{key} entry {_short(item)}: must be an object with text dataset and name"
     for key in ("mean", "std"):
         value = (card.get("mos_standardization") or {}).get(key, 0.0)

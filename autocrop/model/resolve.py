@@ -63,7 +63,8 @@ def peek_input_short_side(model: str | Path | None) -> int | None:
             from autocrop.model.set_config import SetModelConfig
 
             return int(SetModelConfig.from_dict(json.loads(metadata.get("config") or "{}")).input_short_side)
-        return int(config_of(metadata, read_card(path)).input_short_side)
+        card = {} if metadata.get("config") else read_card(path)  # the card (~100 KB of JSON) only when needed
+        return int(config_of(metadata, card).input_short_side)
     except (ModelError, ValueError, TypeError, RecursionError):
         return None
 
