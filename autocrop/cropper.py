@@ -38,7 +38,15 @@ from autocrop.io import decode as dec
 from autocrop.io.fs import ensure_folder
 from autocrop.io.full import BackgroundDecode, pixels_to_cut
 from autocrop.io.sources import MemorySource, pil_of
-from autocrop.output import check_outputs, cut, mark_existing, plan_outputs, sized_outputs, write_outputs
+from autocrop.output import (
+    check_outputs,
+    cut,
+    import_writers,
+    mark_existing,
+    plan_outputs,
+    sized_outputs,
+    write_outputs,
+)
 from autocrop.results import CropResult
 from autocrop.settings import (
     DEFAULT_DEVICE,
@@ -255,7 +263,7 @@ class Cropper:
         faces, subject = self._subject(decoded, settings)
         t1 = time.perf_counter()
         if self._preloader is not None and self._preloader.is_alive():
-            _load_encoders()  # this thread would only wait for the model now
+            import_writers()  # this thread would only wait for the model now
         views = make_views(self.scorer, self._score_lock, decoded, settings, subject)  # see autocrop.views
         t3 = time.perf_counter()
         crops, warnings = choose_crops(views, settings, decoded, subject, faces is not None)
@@ -377,17 +385,6 @@ class Cropper:
 
         assert planned.preview is not None
         save_image(draw_preview(full, planned), planned.preview, "PNG", overwrite=settings.overwrite)
-
-
-def _load_encoders() -> None:
-    """Import Pillow's core format plugins (``PIL.Image.preinit``: ~10 ms) ahead of the first save.
-
-    ``Image.save(..., format=...)`` imports them on first use; called while the model loads in the
-    background (that load is mostly outside the GIL), the import costs the first photo nothing.
-    """
-    from PIL import Image
-
-    Image.preinit()
 
 
 def _path_of(decoded: dec.ReducedImage) -> Path | None:

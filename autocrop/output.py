@@ -16,7 +16,6 @@ name inside its output folder (a link planted under an output name, to anywhere,
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -184,6 +183,19 @@ def draft_factor(result: CropResult, settings: CropSettings) -> int:
     return 1
 
 
+def import_writers() -> None:
+    """Import what writing crops needs ahead of the first save: Pillow's core format plugins
+    (``PIL.Image.preinit``, which ``Image.save(..., format=...)`` runs on first use) and the encoding threads'
+    pool (with ``logging``): ~15 ms. Called while the model loads in the background (a load mostly outside
+    the GIL), the imports cost the first photo nothing.
+    """
+    import concurrent.futures  # noqa: F401 - for write_outputs
+
+    from PIL import Image
+
+    Image.preinit()
+
+
 def write_outputs(result: CropResult, image: Image.Image, settings: CropSettings,
                   exif: bytes | None = None, icc: bytes | None = None, scale: float = 1.0) -> None:
     """Write every planned crop of ``result`` from the EXIF-oriented ``image`` (full resolution, or
@@ -207,6 +219,8 @@ def write_outputs(result: CropResult, image: Image.Image, settings: CropSettings
     # while the third crop encodes alone
     workers = min(len(jobs), 2 * available_cpus())
     if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor  # with logging: ~6 ms, only when writing
+
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="autocrop-encode") as pool:
             futures = [pool.submit(save, crop, path) for crop, path in jobs]
             errors = [exc for exc in (f.exception() for f in futures) if exc is not None]

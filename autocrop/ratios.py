@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from fractions import Fraction
 
 from autocrop.errors import UsageError
 from autocrop.geometry import reduce_ratio
@@ -61,6 +60,12 @@ def parse_ratio(text: str) -> RatioSpec:
     match = _RATIO_RE.match(raw)
     if not match:
         raise UsageError(f"ratio {raw!r}: not a ratio (use W:H such as 16:9, 'original' or 'free')")
+    if match.group(1).isdigit() and match.group(2).isdigit():  # W:H in whole numbers (no fractions import)
+        if int(match.group(1)) <= 0 or int(match.group(2)) <= 0:
+            raise UsageError(f"ratio {raw}: ratio terms must be positive (e.g. 16:9)")
+        return _fixed(raw, *reduce_ratio(int(match.group(1)), int(match.group(2))))
+    from fractions import Fraction
+
     try:
         fw = Fraction(match.group(1)).limit_denominator(1000)
         fh = Fraction(match.group(2)).limit_denominator(1000)
@@ -69,7 +74,11 @@ def parse_ratio(text: str) -> RatioSpec:
     if fw <= 0 or fh <= 0:
         raise UsageError(f"ratio {raw}: ratio terms must be positive (e.g. 16:9)")
     frac = fw / fh
-    w, h = reduce_ratio(frac.numerator, frac.denominator)
+    return _fixed(raw, *reduce_ratio(frac.numerator, frac.denominator))
+
+
+def _fixed(raw: str, w: int, h: int) -> RatioSpec:
+    """The exact ratio ``w:h`` (lowest terms) asked as ``raw``; :class:`UsageError` when it is too extreme."""
     if max(w, h) / min(w, h) > MAX_RATIO:
         raise UsageError(f"ratio {raw}: too extreme (at most {MAX_RATIO}:1)")
     return RatioSpec("fixed", w, h)
@@ -136,6 +145,5 @@ def simple_ratio(width: int, height: int, tolerance: float = 0.005, max_term: in
     for den in range(1, max_term + 1):
         num = round(target * den)
         if 1 <= num <= max_term and abs(num / den - target) / target <= tolerance:
-            frac = Fraction(num, den)
-            return frac.numerator, frac.denominator
+            return reduce_ratio(num, den)
     return reduce_ratio(width, height)

@@ -14,7 +14,6 @@ import re
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
-from fractions import Fraction
 from typing import Any
 
 from autocrop.errors import UsageError
@@ -203,7 +202,7 @@ class CropSettings:
                 raise UsageError("size and long_edge cannot be combined (choose one)")
         if size is not None:
             for spec in ratios:
-                if spec.kind == "fixed" and Fraction(size[0], size[1]) != Fraction(spec.w, spec.h):
+                if spec.kind == "fixed" and size[0] * spec.h != size[1] * spec.w:  # the same ratio, in integers
                     raise UsageError(f"size {size[0]}x{size[1]} does not have the asked ratio {spec.label}")
                 if spec.kind != "fixed":
                     raise UsageError(f"size {size[0]}x{size[1]} cannot be combined with ratio {spec.label}")

@@ -255,3 +255,16 @@ def test_a_crop_does_not_import_numpy_ma(example_photo: Path) -> None:
             "print('numpy.ma' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_start_up_imports_stay_lean(example_photo: Path) -> None:
+    """What a one-photo command imports before its first photo: none of these (each cost 2-40 ms of start-up;
+    rich is for the other verbs' tables, fractions for decimal ratios, the rest for writing or config files)."""
+    lazy = ["rich", "fractions", "concurrent.futures", "tomllib", "secrets", "PIL.PngImagePlugin",
+            "torch", "numpy.ma", "importlib.metadata"]
+    code = ("import sys; import autocrop.cli, autocrop.cropper, autocrop.commands.crop, autocrop.model; "
+            "from autocrop.io import decode; from autocrop import Cropper; "
+            f"decode.load_reduced(decode.as_source({str(example_photo)!r}), 256); "
+            f"print([m for m in {lazy!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

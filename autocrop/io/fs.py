@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -37,6 +36,8 @@ def _temp_path(path: Path) -> Path:
     budget = _MAX_NAME_BYTES - len(TEMP_PREFIX) - 13 - len(TEMP_SUFFIX)
     while len(stem.encode("utf-8", "surrogateescape")) > budget:
         stem = stem[:-1]
+    import secrets  # imported when first writing (with random: ~2 ms of start-up otherwise)
+
     return path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(6)}.{stem}{TEMP_SUFFIX}")
 
 
@@ -132,6 +133,8 @@ def check_writable_folder(folder: Path) -> None:
     """
     folder = Path(folder)
     ensure_folder(folder)
+    import secrets
+
     probe = folder / f"{TEMP_PREFIX}{secrets.token_hex(6)}.write-probe{TEMP_SUFFIX}"
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
