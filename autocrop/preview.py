@@ -10,6 +10,7 @@ from autocrop.io.decode import to_rgb
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Sequence
+    from pathlib import Path
 
     from autocrop.faces.detect import Face
     from autocrop.results import CropResult
@@ -58,6 +59,13 @@ def draw_preview(image: Image.Image, result: CropResult, long_side: int = PREVIE
         draw.rectangle((tx, ty, tx + right - left + 2 * pad, ty + bottom - top + 2 * pad), fill=colour)
         draw.text((tx + pad - left, ty + pad - top), label, fill=(0, 0, 0), font=font)
     return canvas
+
+
+def save_preview(image: Image.Image, result: CropResult, path: Path, overwrite: bool = False) -> None:
+    """Write :func:`draw_preview` of ``image`` (the full-size photo) as a PNG at ``path``, atomically."""
+    from autocrop.io.encode import save_image
+
+    save_image(draw_preview(image, result), path, "PNG", overwrite=overwrite)
 
 
 def draw_faces(image: Image.Image, faces: Sequence[Face], width: int, height: int,

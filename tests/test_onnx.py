@@ -297,3 +297,55 @@ def test_runtime_onnx_builds_a_missing_graph(exported, tmp_path, monkeypatch):
     assert load_scorer(other).runtime == "torch" and not built  # auto never builds: it says why and uses torch
     scorer = load_scorer(other, runtime="onnx")
     assert scorer.runtime == "onnx" and built == [EXPORT_CONFIG]
+
+
+@needs_ort
+@needs_packaged
+def test_a_session_created_later_scores_the_same(example_photo):
+    """open_session=False: the checks and weights happen at load, the session on open() or first use (the
+    Cropper's preload creates it in a background thread); the scores are those of an eagerly opened one."""
+    from autocrop.cropper import Cropper
+    from autocrop.model.onnx_scorer import OnnxScorer
+
+    eager, later, on_use = (load_scorer(open_session=flag) for flag in (True, False, False))
+    assert later._graph_session._session is None and on_use._graph_session._session is None
+    later.open()
+    later.open()  # once only
+    photo, boxes = _random_photo(300, 451), [[0, 0, 451, 300], [40, 30, 300, 250]]
+    expected = eager.score(photo, boxes)
+    assert np.array_equal(later.score(photo, boxes), expected) and np.array_equal(on_use.score(photo, boxes), expected)
+    cropper = Cropper()
+    cropper.preload()
+    assert isinstance(cropper._scorer, OnnxScorer)  # loaded in this thread; the session opens in the background
+    cropper.wait()
+    assert cropper._scorer._graph_session._session is not None
+    assert cropper.crop(example_photo, ratio="1:1").crops == Cropper().crop(example_photo, ratio="1:1").crops
+
+
+@needs_ort
+@needs_packaged
+def test_a_session_onnx_runtime_refuses_later_is_one_line_at_first_use(tmp_path):
+    """Weights whose names fit the graph but whose shapes do not: with open_session=False the load succeeds and
+    the first use raises the one-line ModelError naming the file (a preload swallows it; crop reports it)."""
+    import hashlib
+
+    from safetensors.numpy import save_file
+
+    from autocrop.cropper import Cropper
+    from autocrop.model.onnx_scorer import load_numpy_weights
+
+    tensors, config, card = load_numpy_weights(PACKAGED_WEIGHTS)
+    name = next(k for k, v in tensors.items() if k.endswith("weight") and v.ndim == 2)
+    tensors[name] = np.zeros((tensors[name].shape[0], tensors[name].shape[1] + 1), np.float32)
+    path = tmp_path / "bad.safetensors"
+    save_file(tensors, str(path), metadata={"format": "pt", "config": json.dumps(card["config"])})
+    card = {**card, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "weights_file": path.name}
+    path.with_suffix(".json").write_text(json.dumps(card))  # a card that matches: only the shapes are wrong
+    scorer = load_scorer(path, runtime="onnx", open_session=False)
+    with pytest.raises(ModelError, match=r"bad\.safetensors: ONNX Runtime cannot load the graph"):
+        scorer.score(_random_photo(100, 100), [[0, 0, 50, 50]])
+    cropper = Cropper(path, runtime="onnx")
+    cropper.preload(faces=False)
+    cropper.wait()
+    with pytest.raises(ModelError, match=r"bad\.safetensors: ONNX Runtime cannot load the graph"):
+        cropper.crop(_random_photo(120, 160), ratio="1:1")

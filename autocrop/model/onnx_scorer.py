@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -150,39 +151,69 @@ def graph_initializers(metadata: dict[str, str], tensors: dict[str, np.ndarray],
 
 # ------------------------------------------------------------------------------ the scorer
 
-def open_graph_session(graph: bytes, graph_format: str, tensors: dict[str, np.ndarray] | None,
-                       weights_path: Path | None, threads: int = 1) -> Any:
+class GraphSession:
     """An ONNX Runtime CPU session of an autocrop ``graph`` of ``graph_format`` (its metadata's
-    ``autocrop.format``) with the weights file's ``tensors`` handed in as its external initializers.
+    ``autocrop.format``), the weights file's ``tensors`` handed in as its external initializers.
 
-    ``threads`` intra-op threads, one inter-op thread, sequential execution; with more than one thread the
-    idle threads yield the CPU instead of spinning. Errors only (no warnings on stderr). A graph these
-    weights do not fit is a one-line :class:`ModelError` naming ``weights_path``.
+    Built in two steps so that a caller can overlap the second with other work: the constructor does the
+    Python part (checks, BatchNorm folding, session options: it holds the GIL), :meth:`open` creates the
+    session (C++ graph optimisation and weight pre-packing, which release the GIL; ~70 ms for the packaged
+    model), once, under a lock; :attr:`session` opens it when first used. ``threads`` intra-op threads, one
+    inter-op thread, sequential execution; with more than one thread the idle threads yield the CPU instead
+    of spinning. Errors only (no warnings on stderr). A graph these weights do not fit is a one-line
+    :class:`ModelError` naming ``weights_path`` (from the constructor or from :meth:`open`).
     """
-    import onnxruntime as ort
 
-    try:
-        metadata = read_onnx_metadata(graph)
-    except ValueError as err:
-        raise ModelError(f"{weights_path}: the ONNX graph is not a valid ONNX file ({err})") from None
-    if metadata.get("autocrop.format") != graph_format:
-        raise ModelError(f"{weights_path}: the ONNX graph is not an autocrop graph of format {graph_format}")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3  # errors only: no warnings on stderr
-    if threads > 1:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads yield the CPU
-    initializers = graph_initializers(metadata, tensors or {}, Path(str(weights_path)))
-    if initializers:
-        values = [ort.OrtValue.ortvalue_from_numpy(array) for array in initializers.values()]
-        options.add_external_initializers(list(initializers), values)  # copied into the graph
-    try:
-        return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
-        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ModelError(f"{weights_path}: ONNX Runtime cannot load the graph with these weights ({detail})") from None
+    def __init__(self, graph: bytes, graph_format: str, tensors: dict[str, np.ndarray] | None,
+                 weights_path: Path | None, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        try:
+            metadata = read_onnx_metadata(graph)
+        except ValueError as err:
+            raise ModelError(f"{weights_path}: the ONNX graph is not a valid ONNX file ({err})") from None
+        if metadata.get("autocrop.format") != graph_format:
+            raise ModelError(f"{weights_path}: the ONNX graph is not an autocrop graph of format {graph_format}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # errors only: no warnings on stderr
+        if threads > 1:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads yield the CPU
+        initializers = graph_initializers(metadata, tensors or {}, Path(str(weights_path)))
+        # the OrtValues point into these arrays: both stay alive until the session has copied them in
+        self._values = [ort.OrtValue.ortvalue_from_numpy(array) for array in initializers.values()]
+        if initializers:
+            options.add_external_initializers(list(initializers), self._values)
+        self._initializers: dict[str, np.ndarray] | None = initializers
+        self._graph: bytes | None = graph
+        self._options = options
+        self._weights_path = weights_path
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    def open(self) -> Any:
+        """The session, created now if it is not yet (raises :class:`ModelError` when ONNX Runtime refuses)."""
+        with self._lock:
+            if self._session is None:
+                import onnxruntime as ort
+
+                try:
+                    self._session = ort.InferenceSession(self._graph, self._options,
+                                                         providers=["CPUExecutionProvider"])
+                except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+                    detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                    raise ModelError(f"{self._weights_path}: ONNX Runtime cannot load the graph with these "
+                                     f"weights ({detail})") from None
+                self._graph = self._initializers = None
+                self._values = []
+            return self._session
+
+    @property
+    def session(self) -> Any:
+        """The ONNX Runtime ``InferenceSession`` (opened on first use, see :meth:`open`)."""
+        return self._session if self._session is not None else self.open()
 
 
 class OnnxScorer:
@@ -192,7 +223,8 @@ class OnnxScorer:
     (numpy; not needed for a graph with embedded weights); config / card / weights_path: as ``ViewScorer``.
     threads: ONNX Runtime intra-op threads of this session (default 1: one per worker on small machines);
     nothing process-wide is changed. graph_source: where the graph came from (a path, or "built in memory").
-    ``runtime`` is ``"onnx"``, ``device`` ``"cpu"``, ``runtime_note`` None.
+    open_session: False leaves creating the session to :meth:`open` or the first use (the Cropper's preload
+    creates it in a background thread). ``runtime`` is ``"onnx"``, ``device`` ``"cpu"``, ``runtime_note`` None.
     """
 
     runtime = "onnx"
@@ -200,14 +232,26 @@ class OnnxScorer:
 
     def __init__(self, graph: bytes, tensors: dict[str, np.ndarray] | None, config: ModelConfig,
                  card: dict[str, Any], weights_path: Path | None = None, threads: int = 1,
-                 graph_source: str = "") -> None:
-        self.session = open_graph_session(graph, GRAPH_FORMAT, tensors, weights_path, threads)
+                 graph_source: str = "", open_session: bool = True) -> None:
+        self._graph_session = GraphSession(graph, GRAPH_FORMAT, tensors, weights_path, threads)
+        if open_session:
+            self._graph_session.open()
         self.config = config
         self.card = card
         self.weights_path = weights_path
         self.threads = threads
         self.graph_source = graph_source
         self.runtime_note: str | None = None
+
+    @property
+    def session(self) -> Any:
+        """The ONNX Runtime session (see :class:`GraphSession`)."""
+        return self._graph_session.session
+
+    def open(self) -> None:
+        """Create the session now unless it exists (``open_session=False`` left it for first use); see
+        :meth:`GraphSession.open`. Raises :class:`ModelError` when ONNX Runtime refuses the graph."""
+        self._graph_session.open()
 
     @property
     def input_short_side(self) -> int:

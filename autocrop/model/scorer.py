@@ -45,16 +45,16 @@ class Scorer(Protocol):
         ...
 @overload
 def load_scorer(model: str | Path | None = None, device: str = "cpu", *, runtime: Literal["torch"],
-                threads: int | None = None) -> ViewScorer: ...
+                threads: int | None = None, open_session: bool = True) -> ViewScorer: ...
 
 
 @overload
 def load_scorer(model: str | Path | None = None, device: str = "cpu", runtime: str = "auto",
-                threads: int | None = None) -> ViewScorer | OnnxScorer: ...
+                threads: int | None = None, open_session: bool = True) -> ViewScorer | OnnxScorer: ...
 
 
 def load_scorer(model: str | Path | None = None, device: str = "cpu", runtime: str = "auto",
-                threads: int | None = None) -> ViewScorer | OnnxScorer:
+                threads: int | None = None, open_session: bool = True) -> ViewScorer | OnnxScorer:
     """Load a model file (``None`` or ``""``: the packaged default) with its card; no network access.
 
     device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (see :func:`autocrop.model.resolve.resolve_device`).
@@ -63,6 +63,9 @@ def load_scorer(model: str | Path | None = None, device: str = "cpu", runtime: s
     one-line :class:`ModelError`; a missing graph is built on the fly, which needs torch, onnx and onnxscript)
     or ``torch``. When ``auto`` falls back to torch on the CPU, the scorer's ``runtime_note`` says why (one line).
     threads: ONNX Runtime intra-op threads of the session (default 1); torch's are left alone.
+    open_session: False returns an ONNX Runtime scorer before its session is created (``scorer.open()`` or the
+    first use creates it; that step releases the GIL, so another thread can do it); a graph that ONNX Runtime
+    then refuses is a :class:`ModelError` at that point, not a fall-back to torch. Torch scorers ignore it.
     Raises :class:`ModelError` (one line) when the file is missing, damaged, or does not match its card,
     and :class:`~autocrop.errors.UsageError` (one line) for an unknown runtime or a device this torch or
     machine cannot use. Importing nothing heavy: torch only when the torch runtime is used (or ``device=auto``).
@@ -89,7 +92,7 @@ def load_scorer(model: str | Path | None = None, device: str = "cpu", runtime: s
         if choice == "onnx":
             raise ModelError(f"runtime onnx runs on the CPU, not on device {device!r} (use runtime torch)")
         return family.load_torch(weights, text)
-    scorer, reason = _load_onnx(family, weights, threads or 1, build=choice == "onnx")
+    scorer, reason = _load_onnx(family, weights, threads or 1, build=choice == "onnx", open_session=open_session)
     if scorer is not None:
         return scorer
     if choice == "onnx":
@@ -106,7 +109,7 @@ class Family:
     load_torch(weights, device) -> torch scorer; load_numpy(weights) -> (numpy tensors, config, card);
     find_graph(weights, config, card) -> (graph bytes or None, where it came from or why there is none);
     build_graph(config) -> graph bytes (needs the export extra); onnx_scorer(graph, tensors, config, card,
-    weights, threads, where) -> ONNX Runtime scorer.
+    weights, threads, where, open_session) -> ONNX Runtime scorer.
     """
 
     load_torch: Callable[[Path, str], Any]
@@ -135,10 +138,11 @@ def _grid_build(config: Any) -> bytes:
 
 
 def _grid_onnx(graph: bytes, tensors: Any, config: Any, card: dict[str, Any], weights: Path, threads: int,
-               where: str) -> Any:
+               where: str, open_session: bool) -> Any:
     from autocrop.model.onnx_scorer import OnnxScorer
 
-    return OnnxScorer(graph, tensors, config, card, weights_path=weights, threads=threads, graph_source=where)
+    return OnnxScorer(graph, tensors, config, card, weights_path=weights, threads=threads, graph_source=where,
+                      open_session=open_session)
 
 
 def _set_torch(weights: Path, device: str) -> Any:
@@ -166,17 +170,17 @@ def _set_build(config: Any) -> bytes:
 
 
 def _set_onnx(graph: bytes, tensors: Any, config: Any, card: dict[str, Any], weights: Path, threads: int,
-              where: str) -> Any:
+              where: str, open_session: bool) -> Any:
     from autocrop.model.set_onnx import OnnxSetScorer
 
-    return OnnxSetScorer(graph, tensors, config, card, weights, threads, where)
+    return OnnxSetScorer(graph, tensors, config, card, weights, threads, where, open_session)
 
 
 GRID = Family(load_torch_scorer, _grid_numpy, _grid_graph, _grid_build, _grid_onnx)
 SET = Family(_set_torch, _set_numpy, _set_graph, _set_build, _set_onnx)
 
 
-def _load_onnx(family: Family, weights: Path, threads: int, build: bool) -> tuple[Any, str]:
+def _load_onnx(family: Family, weights: Path, threads: int, build: bool, open_session: bool = True) -> tuple[Any, str]:
     """(an ONNX Runtime scorer, "") or (None, why not); ``build``: export a missing graph in memory.
 
     A damaged weights file raises :class:`ModelError`.
@@ -200,7 +204,7 @@ def _load_onnx(family: Family, weights: Path, threads: int, build: bool) -> tupl
             detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
             return None, f"{where}; building one failed ({type(err).__name__}: {detail})"
     try:
-        return family.onnx_scorer(graph, tensors, config, card, weights, threads, where), ""
+        return family.onnx_scorer(graph, tensors, config, card, weights, threads, where, open_session), ""
     except ImportError as err:  # onnxruntime found but broken
         return None, f"onnxruntime cannot be imported ({err})"
     except ModelError as err:
