@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from autocrop.geometry import box_iou, snap_values, unique_values
+from autocrop.geometry import box_iou, max_iou_values, snap_values, unique_values
 
 DIVERSITY_IOU = 0.7  # two chosen crops overlap by at most this IoU (relaxed only when too few remain)
 RELAXED_IOU = (0.8, 0.9, 0.95)
@@ -160,7 +160,7 @@ def select_crops(boxes: np.ndarray, scores: np.ndarray, k: int, width: int, heig
     rows = boxes.tolist()  # Python floats: snapping one box with numpy costs ~10x more (a walk snaps ~50)
     chosen: list[int] = []
     kept: list[tuple[int, int, int, int]] = []
-    kept_floats: list[tuple[float, float, float, float, float]] = []  # x1 y1 x2 y2 area, for _max_iou
+    kept_floats: list[tuple[float, float, float, float, float]] = []  # x1 y1 x2 y2 area, for max_iou_values
     cache: dict[tuple[int, int], tuple[int, int, int, int]] = {}
     earlier: dict[int, np.ndarray | None] = {0: None}  # per number of chosen views: their largest IoU [N]
 
@@ -182,7 +182,7 @@ def select_crops(boxes: np.ndarray, scores: np.ndarray, k: int, width: int, heig
         return cache[key]
 
     def fits(i: int, threshold: float) -> bool:
-        return not kept or _max_iou(crop_of(i), kept_floats) <= threshold
+        return not kept or max_iou_values(crop_of(i), kept_floats) <= threshold
 
     for i in _walk(_passes(scores, k, priority, rounds), k, diversity, fits):
         crop = crop_of(i)
@@ -191,16 +191,3 @@ def select_crops(boxes: np.ndarray, scores: np.ndarray, k: int, width: int, heig
         kept_floats.append((x1, y1, x2, y2, (x2 - x1) * (y2 - y1)))
         chosen.append(i)
     return np.asarray(chosen, dtype=np.int64), np.asarray(kept, dtype=np.int64).reshape(-1, 4)
-
-
-def _max_iou(box: tuple[int, int, int, int], others: list[tuple[float, float, float, float, float]]) -> float:
-    """:func:`~autocrop.geometry.max_iou` of a whole-pixel box and boxes ``(x1, y1, x2, y2, area)`` (floats,
-    pixels; at least one), in box_iou's float64 steps (bit for bit equal), without numpy's per-call cost."""
-    x1, y1, x2, y2 = float(box[0]), float(box[1]), float(box[2]), float(box[3])
-    area = (x2 - x1) * (y2 - y1)
-    best = 0.0
-    for ox1, oy1, ox2, oy2, other_area in others:
-        inter = max(min(x2, ox2) - max(x1, ox1), 0.0) * max(min(y2, oy2) - max(y1, oy1), 0.0)
-        union = area + other_area - inter
-        best = max(best, inter / max(union, 1e-12) if union > 0 else 0.0)
-    return best

@@ -204,3 +204,17 @@ def test_unique_rows_and_values_equal_numpy(seed: int) -> None:
     assert np.array_equal(unique_values(values), np.unique(values))
     assert unique_values(np.zeros(0)).shape == (0,)
 
+
+
+def test_max_iou_values_is_max_iou_bit_for_bit() -> None:
+    from autocrop.geometry import max_iou, max_iou_values
+
+    rng = np.random.default_rng(3)
+    for _ in range(500):
+        n = int(rng.integers(0, 5))
+        corners = rng.integers(0, 300, (n + 1, 2))
+        sizes = rng.integers(0, 200, (n + 1, 2))  # zero-area boxes too
+        boxes = np.concatenate([corners, corners + sizes], axis=1)
+        others = [(float(a), float(b), float(c), float(d), float((c - a) * (d - b))) for a, b, c, d in boxes[1:]]
+        box = tuple(int(v) for v in boxes[0])
+        assert max_iou_values(box, others) == max_iou(boxes[0], boxes[1:])  # exactly, not approximately
