@@ -7,8 +7,9 @@
    in a temporary folder.
 2. Warm analysis in one process (``Cropper.analyze``: decode for the model, faces, candidates, one forward
    pass, diverse top-3; nothing written), median over ``--runs``. Floor: <= 60 ms.
-3. Whole commands, each in a fresh process, median over ``--cmd-runs`` (the first run of each warms the
-   page cache and is not counted):
+3. Whole commands, each in a fresh process, median over ``--cmd-runs`` rounds; each round runs every command
+   once, so all of them see the same minutes of a machine whose speed drifts (round 0 warms the page cache
+   and is not counted):
    - ``autocrop big.jpg --ratio 16:9 --top 3`` (floor: <= 1.0 s and <= 2x vips);
    - ``vips smartcrop big.jpg out.jpg 3000 1688 --interesting attention`` (libvips' CLI from Debian's
      ``libvips-tools``; the row is left out, and said so, when ``vips`` is not on PATH);
@@ -98,22 +99,26 @@ def bench_analysis(big: Path, model: str | None, runs: int, threads: int | None)
     return out
 
 
-def timed_runs(command: list[str], runs: int, env: dict[str, str], workdir: Path) -> list[float]:
-    """Wall seconds of ``command`` (OUT replaced by a fresh folder each run); the first run is not counted."""
-    walls = []
+def timed_rounds(commands: dict[str, list[str]], runs: int, env: dict[str, str],
+                 workdir: Path) -> dict[str, list[float]]:
+    """Wall seconds of each labelled command over ``runs`` rounds; every round runs each command once, so all
+    commands see the same minutes of a machine whose speed drifts (round 0 warms the page cache and is not
+    counted). ``{out}`` in a command is replaced by a fresh folder each run."""
+    walls: dict[str, list[float]] = {label: [] for label in commands}
     for i in range(runs + 1):
-        out = workdir / f"out{i}"
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir()
-        cmd = [part.replace("{out}", str(out)) for part in command]
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        wall = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr.strip()}")
-        if i:
-            walls.append(wall)
-        shutil.rmtree(out, ignore_errors=True)
+        for label, command in commands.items():
+            out = workdir / f"out-{label}-{i}"
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            cmd = [part.replace("{out}", str(out)) for part in command]
+            start = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            wall = time.perf_counter() - start
+            if proc.returncode != 0:
+                raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr.strip()}")
+            if i:
+                walls[label].append(wall)
+            shutil.rmtree(out, ignore_errors=True)
     return walls
 
 
@@ -147,14 +152,14 @@ def main() -> None:
         crop_args = ["--ratio", "16:9", "--top", "3", "--out", "{out}"]
         crop_args += ["--model", args.model] if args.model else []
         crop_args += ["--threads", str(args.threads)] if args.threads else []
-        big_cmd = summary(timed_runs([*autocrop, str(big), *crop_args], args.cmd_runs, env, workdir))
-        small_cmd = summary(timed_runs([*autocrop, str(small), *crop_args], args.cmd_runs, env, workdir))
-        vips_cmd = None
+        commands = {"big": [*autocrop, str(big), *crop_args], "small": [*autocrop, str(small), *crop_args],
+                    "imports": [sys.executable, "-c", "import numpy, PIL.Image, onnxruntime"]}
         if vips:
-            vips_line = [vips, "smartcrop", str(big), "{out}/vips.jpg", "3000", "1688", "--interesting", "attention"]
-            vips_cmd = summary(timed_runs(vips_line, args.cmd_runs, env, workdir))
-        imports = summary(timed_runs([sys.executable, "-c", "import numpy, PIL.Image, onnxruntime"],
-                                     args.cmd_runs, env, workdir))
+            commands["vips"] = [vips, "smartcrop", str(big), "{out}/vips.jpg", "3000", "1688", "--interesting",
+                                "attention"]
+        walls = timed_rounds(commands, args.cmd_runs, env, workdir)
+        big_cmd, small_cmd, imports = summary(walls["big"]), summary(walls["small"]), summary(walls["imports"])
+        vips_cmd = summary(walls["vips"]) if vips else None
         big_mb = big.stat().st_size / 1e6
     vips_limit = VIPS_FACTOR * vips_cmd["median_s"] if vips_cmd else None
     rows: list[tuple[str, str, str, bool | None]] = [
