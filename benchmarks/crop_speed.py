@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/crop_speed.py [--runs 15] [--cmd-runs 7] [--model FILE] [--json]
 
-1. Builds ``big.jpg`` (6000x4000 = 24 MP, quality 90, ~7 MB: a real GAICD photo upscaled, with a little
-   sensor-like grain so the file is as dense as a camera's) and ``small.jpg`` (the same photo at 1024 px)
-   in a temporary folder.
+1. Builds ``big.jpg`` (6000x4000 = 24 MP, quality 90, ~2.6 MB: a real GAICD photo upscaled, with a little
+   sensor-like grain; a camera's 24 MP JPEG is denser still, 8-12 MB, and slower to decode) and
+   ``small.jpg`` (the same photo at 1024 px) in a temporary folder.
 2. Warm analysis in one process (``Cropper.analyze``: decode for the model, faces, candidates, one forward
    pass, diverse top-3; nothing written), median over ``--runs``. Floor: <= 60 ms.
 3. Whole commands, each in a fresh process, median over ``--cmd-runs`` rounds; each round runs every command
