@@ -216,8 +216,8 @@ class GraphSession:
         return self._session if self._session is not None else self.open()
 
 
-class OnnxScorer:
-    """A loaded ranking model on ONNX Runtime. ``score(image, boxes)`` -> one float per box, higher is better.
+class GraphScorer:
+    """What both ONNX Runtime scorers share: a :class:`GraphSession` of their graph and the model's facts.
 
     graph: the serialised ONNX graph (:mod:`autocrop.model.export`); tensors: the weights file's tensors
     (numpy; not needed for a graph with embedded weights); config / card / weights_path: as ``ViewScorer``.
@@ -225,15 +225,17 @@ class OnnxScorer:
     nothing process-wide is changed. graph_source: where the graph came from (a path, or "built in memory").
     open_session: False leaves creating the session to :meth:`open` or the first use (the Cropper's preload
     creates it in a background thread). ``runtime`` is ``"onnx"``, ``device`` ``"cpu"``, ``runtime_note`` None.
+    A subclass names its graph's ``graph_format``.
     """
 
     runtime = "onnx"
     device = "cpu"
+    graph_format = ""
 
-    def __init__(self, graph: bytes, tensors: dict[str, np.ndarray] | None, config: ModelConfig,
+    def __init__(self, graph: bytes, tensors: dict[str, np.ndarray] | None, config: Any,
                  card: dict[str, Any], weights_path: Path | None = None, threads: int = 1,
                  graph_source: str = "", open_session: bool = True) -> None:
-        self._graph_session = GraphSession(graph, GRAPH_FORMAT, tensors, weights_path, threads)
+        self._graph_session = GraphSession(graph, self.graph_format, tensors, weights_path, threads)
         if open_session:
             self._graph_session.open()
         self.config = config
@@ -256,7 +258,15 @@ class OnnxScorer:
     @property
     def input_short_side(self) -> int:
         """Short side (pixels) of the network input; photos are decoded to at least this."""
-        return self.config.input_short_side
+        return int(self.config.input_short_side)
+
+
+class OnnxScorer(GraphScorer):
+    """A loaded ranking model on ONNX Runtime (:class:`GraphScorer`). ``score(image, boxes)`` -> one float per
+    box, higher is better."""
+
+    graph_format = GRAPH_FORMAT
+    config: ModelConfig
 
     def score(self, image: Image.Image, boxes: np.ndarray | list[Any]) -> np.ndarray:
         """Scores float32 [N] for ``boxes`` [N, 4] (``x1 y1 x2 y2`` pixels of ``image``), one forward pass."""

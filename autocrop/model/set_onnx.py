@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autocrop.errors import ModelError
-from autocrop.model.onnx_scorer import GraphSession, fitting_graph
+from autocrop.model.onnx_scorer import GraphScorer, fitting_graph
 from autocrop.model.set_config import ARCH_SET, SetModelConfig
 from autocrop.model.set_scorer import validity_scores
 
@@ -164,42 +164,15 @@ def load_numpy_set_weights(path: Path, verify: bool = True) -> tuple[dict[str, n
     return tensors, config, card
 
 
-class OnnxSetScorer:
-    """A loaded set model on ONNX Runtime, with :class:`autocrop.model.set_scorer.SetScorer`'s interface.
-
-    graph: the serialised graph (:func:`graph_from_set_net`); tensors: the weights file's tensors (numpy;
-    none for a graph with embedded weights); threads: intra-op threads of this session (default 1);
-    open_session: as for :class:`~autocrop.model.onnx_scorer.OnnxScorer`.
-    ``runtime`` is ``"onnx"``, ``arch`` ``"set"``, ``device`` ``"cpu"``, ``runtime_note`` None.
+class OnnxSetScorer(GraphScorer):
+    """A loaded set model on ONNX Runtime (:class:`~autocrop.model.onnx_scorer.GraphScorer`), with
+    :class:`autocrop.model.set_scorer.SetScorer`'s interface; graph: :func:`graph_from_set_net`'s. ``arch`` is
+    ``"set"``.
     """
 
-    runtime = "onnx"
+    graph_format = SET_GRAPH_FORMAT
     arch = ARCH_SET
-    device = "cpu"
-
-    def __init__(self, graph: bytes, tensors: dict[str, np.ndarray] | None, config: SetModelConfig,
-                 card: dict[str, Any], weights_path: Path | None = None, threads: int = 1,
-                 graph_source: str = "", open_session: bool = True) -> None:
-        self._graph_session = GraphSession(graph, SET_GRAPH_FORMAT, tensors, weights_path, threads)
-        if open_session:
-            self._graph_session.open()
-        self.config, self.card, self.weights_path = config, card, weights_path
-        self.threads, self.graph_source = threads, graph_source
-        self.runtime_note: str | None = None
-
-    @property
-    def session(self) -> Any:
-        """The ONNX Runtime session (see :class:`~autocrop.model.onnx_scorer.GraphSession`)."""
-        return self._graph_session.session
-
-    def open(self) -> None:
-        """Create the session now unless it exists (see :meth:`OnnxScorer.open`)."""
-        self._graph_session.open()
-
-    @property
-    def input_short_side(self) -> int:
-        """Short side (pixels) of the network input; photos are decoded to at least this."""
-        return self.config.input_short_side
+    config: SetModelConfig
 
     def propose(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
         """The model's crops of ``image``, best first: boxes float32 [N, 4] x1 y1 x2 y2 pixels of ``image``,
