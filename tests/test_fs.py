@@ -133,6 +133,16 @@ def test_a_non_fatal_os_error_keeps_its_errno(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_writing_imports_neither_secrets_nor_base64(tmp_path: Path) -> None:
+    """Temporary names come from os.urandom directly (secrets + base64 cost ~4 ms before the first file)."""
+    code = ("import sys; from pathlib import Path; from autocrop.io import fs; "
+            f"fs.atomic_write(Path({str(tmp_path / 'out.bin')!r}), lambda fh: fh.write(b'x')); "
+            "print([m for m in ('secrets', 'base64') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    assert (tmp_path / "out.bin").read_bytes() == b"x"
+
+
 def test_is_temp_name(tmp_path: Path) -> None:
     names = set()
     for target in ("photo.jpg", "a", "weights.safetensors", "x" * 300, "été.png"):

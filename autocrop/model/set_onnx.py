@@ -151,15 +151,13 @@ def load_numpy_set_weights(path: Path, verify: bool = True) -> tuple[dict[str, n
                                                                      dict[str, Any]]:
     """(float32 numpy tensors, config, card) of a set model file without torch: the checks of
     :func:`autocrop.model.set_weights.read_set_file` (shapes are checked by ONNX Runtime)."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load as load_bytes
-
+    from autocrop.model.onnx_scorer import tensor_views
     from autocrop.model.set_weights import read_set_file
 
     data, config, card = read_set_file(path, verify)
     try:
-        tensors = {k: np.asarray(v, np.float32) for k, v in load_bytes(data).items()}
-    except (ValueError, TypeError, SafetensorError) as err:
+        tensors = {k: np.asarray(v, np.float32) for k, v in tensor_views(data, path).items()}
+    except (ValueError, TypeError) as err:
         raise ModelError(f"{path}: not a valid safetensors model file ({err})") from None
     return tensors, config, card
 
