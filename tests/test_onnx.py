@@ -59,25 +59,6 @@ def test_exact_adaptive_pooling_equals_torch_bit_for_bit():
     assert torch.equal(adaptive_avg_pool2d_exact(x, (10, 12)), x)  # 1-cell bins: the identity
 
 
-def test_channel_max_tree_of_an_export_equals_amax_bit_for_bit(monkeypatch):
-    import torch
-
-    from autocrop.model.network import TREE_MAX_CHANNELS, channel_max
-
-    generator = torch.Generator().manual_seed(0)
-    counts = (1, 2, 3, 5, 16, 24, 31, 32, 33)
-    maps = {c: torch.randint(-3, 4, (2, c, 5, 7), generator=generator).float() for c in counts}
-    maps[6] = torch.randn(1, 6, 9, 4, generator=generator)
-    maximum, calls = torch.maximum, []
-    monkeypatch.setattr(torch, "maximum", lambda a, b: calls.append(a.shape[1]) or maximum(a, b))
-    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)  # the export's tree (small ints: many ties)
-    for channels, x in maps.items():
-        calls.clear()
-        assert torch.equal(channel_max(x), x.amax(dim=1, keepdim=True)), channels
-        expected = 0 if channels > TREE_MAX_CHANNELS else channels.bit_length() + bin(channels).count("1") - 2
-        assert len(calls) == expected, (channels, calls)  # the tree was taken, one level per halving (+ odd ones)
-
-
 def test_graph_key_ignores_what_the_graph_does_not_depend_on():
     base = ModelConfig(splitter=True, spatial=True)
     assert graph_key(base) == graph_key(ModelConfig(splitter=True, spatial=True, input_short_side=320,

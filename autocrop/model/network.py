@@ -128,7 +128,7 @@ class SpatialAwareFeature(nn.Module):
         s = self.size
         maps = torch.cat(
             [
-                F.interpolate(channel_max(m), size=(s, s), mode="bilinear", align_corners=False)
+                F.interpolate(m.amax(dim=1, keepdim=True), size=(s, s), mode="bilinear", align_corners=False)
                 for m in layer_maps
             ],
             dim=1,
@@ -140,27 +140,6 @@ class SpatialAwareFeature(nn.Module):
         x = F.max_pool2d(x, 2)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         return F.relu(self.fc(x.flatten(1)))
-
-
-TREE_MAX_CHANNELS = 32  #: channel_max exports a tree for maps of at most this many channels (see there)
-
-
-def channel_max(maps: Tensor) -> Tensor:
-    """Maximum over channels: [B, C, H, W] -> [B, 1, H, W], ``maps.amax(dim=1, keepdim=True)``.
-
-    In an ONNX export, a map of at most :data:`TREE_MAX_CHANNELS` channels (MobileNetV2's first seven layers,
-    at strides 2 to 8: the large maps) is reduced by a tree of element-wise maxima of channel halves instead:
-    ONNX Runtime's ``ReduceMax`` over the channel axis of a large map is ~4x slower (measured 3.3 of the packaged
-    model's ~40 ms per forward pass on the first two maps); on the small deep maps the tree's extra nodes cost
-    more than they save. A maximum is exact in any order, so both forms give the same values.
-    """
-    if not torch.onnx.is_in_onnx_export() or maps.shape[1] > TREE_MAX_CHANNELS:
-        return maps.amax(dim=1, keepdim=True)
-    while maps.shape[1] > 1:
-        half = maps.shape[1] // 2
-        folded = torch.maximum(maps[:, :half], maps[:, half:2 * half])
-        maps = torch.maximum(folded, maps[:, 2 * half:]) if maps.shape[1] % 2 else folded  # odd: the last one too
-    return maps
 
 
 def crop_masks(boxes: Tensor, image_hw: tuple[int, int], size: int) -> Tensor:
