@@ -1,6 +1,6 @@
 """`python -m autocrop` runs the command-line tool."""
 
-from autocrop.cli import main
+from autocrop.launch import main
 
 if __name__ == "__main__":
     main()

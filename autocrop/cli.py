@@ -33,9 +33,9 @@ import typer
 
 from autocrop.commands.exit_codes import EXIT_INTERRUPTED, EXIT_USAGE, exit_code_lines
 from autocrop.errors import AutocropError, UsageError
+from autocrop.launch import VERBS as COMMAND_MODULES
 
 PROG = "autocrop"
-COMMAND_MODULES = ("crop", "batch", "faces", "train", "bench", "export", "doctor", "config")
 CROP_VERB = "crop"
 STDIN = "-"
 INTERRUPTED = f"{PROG}: interrupted"
