@@ -50,8 +50,7 @@ def keep_freed_memory() -> dict[str, bool]:
         applied["pillow"] = True
     except (AttributeError, ValueError):  # a Pillow without the block arena
         pass
-    if sys.platform.startswith("linux"):
-        applied["glibc"] = _glibc_keep_memory()
+    applied["glibc"] = _glibc_keep_memory(_glibc())
     return applied
 
 
@@ -63,10 +62,11 @@ def prefault_heap(size: int = PREFAULT_BYTES) -> threading.Thread | None:
     The thread allocates ``size`` in 8 MB chunks, writes zeros to them (the page faults happen here, on the
     otherwise idle core; ctypes calls release the GIL) and frees them all: the heap keeps them, resident,
     for the model session (created in another thread, hence the one arena) and the forward pass. Costs
-    ~25 MB more peak memory; measured on a 1024 px photo: ~40 ms less (0.55 -> 0.51 s, 2 x 40 interleaved runs).
+    ~25 MB more peak memory; started by :mod:`autocrop.launch`, measured on a 1024 px photo: 0.499 -> 0.448 s
+    and 0.588 -> 0.528 s (two interleaved A/B runs of 40, docs/runtime.md).
     """
     libc = _glibc()
-    if libc is None or not _glibc_keep_memory(libc) or not libc.mallopt(M_ARENA_MAX, 1):
+    if not _glibc_keep_memory(libc) or libc is None or not libc.mallopt(M_ARENA_MAX, 1):
         return None
     malloc, free, memset = libc.malloc, libc.free, libc.memset
     malloc.argtypes, malloc.restype = [ctypes.c_size_t], ctypes.c_void_p
@@ -102,8 +102,8 @@ def _glibc() -> ctypes.CDLL | None:
     return libc
 
 
-def _glibc_keep_memory(libc: ctypes.CDLL | None = None) -> bool:
-    libc = libc or _glibc()
+def _glibc_keep_memory(libc: ctypes.CDLL | None) -> bool:
+    """Allocations up to 32 MB from the heap, freed heap memory kept (False when ``libc`` is None or refuses)."""
     if libc is None:
         return False
     return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
